@@ -1,0 +1,32 @@
+# The two commands a fresh machine needs are `make run` and `make test`; both install first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint fmt bench
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed  ## create .venv with tolem and its dev tools
+
+run: install  ## migrate and serve (a private PostgreSQL under .tolem/ unless TOLEM_DATABASE_URL is set)
+	$(BIN)/tolem migrate
+	exec $(BIN)/tolem serve
+
+test: install  ## lint, type-check and run the whole test suite against a real PostgreSQL
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+fmt: install  ## format and auto-fix
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench

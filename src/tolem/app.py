@@ -1,0 +1,181 @@
+"""The HTTP application: health, metrics, and /gw/{provider} dispatching to protocol adapters."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Final
+
+import asyncpg
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tolem import metrics
+from tolem.core.errors import TemporarilyUnavailable
+from tolem.core.model import Provider
+from tolem.core.service import PaymentService
+from tolem.db import migrate
+from tolem.db import providers as provider_db
+from tolem.db.pool import create_pool
+from tolem.db.store import PgStore
+from tolem.log import LOG_LINE, canonical_log_line
+from tolem.protocols.base import GatewayContext
+from tolem.protocols.registry import ADAPTERS
+from tolem.settings import Settings
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+POOL: Final = web.AppKey("pool", asyncpg.Pool)
+SERVICE: Final = web.AppKey("service", PaymentService)
+# Aggregators send a few hundred bytes; anything near this is not a payment request.
+MAX_BODY_BYTES: Final = 64 * 1024
+
+_log = structlog.get_logger("tolem.app")
+
+
+class ProviderCache:
+    """Provider configuration, reloaded when older than the configured staleness.
+
+    Reading it per request would cost a round trip on every call; a change (disable, limits)
+    takes effect within `ttl` seconds. The database re-checks enabled and limits on every pay.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, ttl: float) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._loaded_at = float("-inf")
+        self._providers: dict[str, Provider] | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self, name: str) -> Provider | None:
+        """The provider, or None; raises TemporarilyUnavailable only with nothing cached."""
+        if time.monotonic() - self._loaded_at >= self._ttl:
+            await self._reload()
+        assert self._providers is not None
+        return self._providers.get(name)
+
+    async def _reload(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._loaded_at < self._ttl:
+                return
+            try:
+                self._providers = await provider_db.load_all(self._pool)
+                self._loaded_at = time.monotonic()
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                if self._providers is None:
+                    raise TemporarilyUnavailable("provider configuration unavailable") from exc
+                # Serving a slightly stale configuration beats refusing every aggregator.
+                _log.warning("provider_reload_failed", error=type(exc).__name__)
+
+
+PROVIDERS: Final = web.AppKey("providers", ProviderCache)
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    owned = POOL not in app
+    if owned:
+        if settings.database_url is None:
+            raise RuntimeError("create_app needs settings.database_url (resolve it first)")
+        app[POOL] = await create_pool(
+            settings.database_url.get_secret_value(),
+            size=settings.pool_size,
+            deadline=settings.request_deadline,
+        )
+    pool = app[POOL]
+    app[SERVICE] = PaymentService(PgStore(pool), on_retry=metrics.TRANSACTION_RETRIES.inc)
+    app[PROVIDERS] = ProviderCache(pool, settings.provider_cache_seconds)
+    yield
+    if owned:
+        await pool.close()
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    """The process is up."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """The database answers and the schema is current."""
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].request_deadline):
+            async with request.app[POOL].acquire() as conn:
+                todo = await migrate.pending(conn)
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        OSError,
+        TimeoutError,
+        migrate.MigrationError,
+    ) as exc:
+        return web.json_response({"status": "unavailable", "error": type(exc).__name__}, status=503)
+    if todo:
+        return web.json_response(
+            {"status": "migrations pending", "pending": [m.name for m in todo]},
+            status=503,
+        )
+    return web.json_response({"status": "ready"})
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    """Prometheus text exposition."""
+    pool = request.app[POOL]
+    metrics.POOL_SIZE.set(pool.get_size())
+    metrics.POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
+    body = generate_latest(metrics.REGISTRY)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def gateway(request: web.Request) -> web.StreamResponse:
+    """Every aggregator call: find the provider, hand the request to its protocol's adapter.
+
+    The whole call, reading the body included, runs under the request deadline; past it, or
+    on anything unexpected, the adapter's "retry later" answer goes out. The core commits
+    before it returns, so such an answer is never given for a credit we have confirmed.
+    """
+    name = request.match_info["provider"]
+    try:
+        provider = await request.app[PROVIDERS].get(name)
+    except TemporarilyUnavailable:
+        # Without configuration we cannot even tell which protocol to answer in.
+        return web.Response(status=503, text="temporarily unavailable\n")
+    adapter = ADAPTERS.get(provider.protocol) if provider is not None else None
+    if provider is None or adapter is None or not provider.enabled:
+        raise web.HTTPNotFound(text="unknown provider\n")
+    line = request[LOG_LINE]
+    line["provider"] = provider.name
+    context = GatewayContext(service=request.app[SERVICE], settings=request.app[SETTINGS])
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(context.settings.request_deadline):
+            response = await adapter.handle(request, provider, context, line)
+    except web.HTTPException:
+        raise
+    except TimeoutError:
+        line.update(error="deadline", result=line.get("result", "temporary"))
+        response = adapter.temporary_error(request, provider)
+    except Exception as exc:  # noqa: BLE001 - last resort: the aggregator must retry, not fail
+        _log.exception("gateway_unexpected_error", provider=provider.name)
+        line.update(error=type(exc).__name__)
+        response = adapter.temporary_error(request, provider)
+    command = str(line.get("command", "unknown"))
+    metrics.GATEWAY_REQUESTS.labels(provider.name, command, str(line.get("result", ""))).inc()
+    metrics.GATEWAY_LATENCY.labels(provider.name, command).observe(time.perf_counter() - started)
+    return response
+
+
+def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> web.Application:
+    """The application; the pool is created in its lifecycle unless one is given (tests)."""
+    # The log middleware sits outermost so that even a 404 gets its canonical line.
+    app = web.Application(middlewares=[canonical_log_line], client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
+    if pool is not None:
+        app[POOL] = pool
+    app.cleanup_ctx.append(_database)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_route("GET", "/gw/{provider}", gateway)
+    app.router.add_route("POST", "/gw/{provider}", gateway)
+    return app

@@ -1,0 +1,91 @@
+"""Domain values passed between adapters, the service and the store. No I/O here."""
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from ipaddress import IPv4Network, IPv6Network
+
+
+class PaymentState(enum.StrEnum):
+    """Where a payment is in its life. Only `credited` holds money on the customer's balance."""
+
+    RESERVED = "reserved"
+    CREDITED = "credited"
+    VOIDED = "voided"
+    REVERSED = "reversed"
+
+
+class Protocol(enum.StrEnum):
+    """Wire protocols a provider can speak."""
+
+    OSMP = "osmp"
+    PAYME = "payme"
+    CLICK = "click"
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """One aggregator connection as the gateway sees it (secrets included: never log this)."""
+
+    id: int
+    name: str
+    protocol: Protocol
+    enabled: bool
+    allow_ips: tuple[IPv4Network | IPv6Network, ...]
+    login: str | None
+    password_hash: str | None = field(repr=False)
+    secret: str | None = field(repr=False)
+    service_id: str | None
+    min_amount_minor: int | None
+    max_amount_minor: int | None
+    currency: str
+    timezone: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """A stored payment with the code it was paid to."""
+
+    id: int
+    provider_id: int
+    external_id: str
+    account_id: int
+    payer_id: int
+    payment_code: str
+    amount_minor: int
+    currency: str
+    state: PaymentState
+    provider_time: datetime | None
+    created_at: datetime
+    credited_at: datetime | None
+    cancelled_at: datetime | None
+    cancel_reason: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentResult:
+    """What a money operation returns: the payment, and whether this call only replayed it."""
+
+    payment: Payment
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """A payable code: whose it is, without the balance."""
+
+    account_id: int
+    payer_id: int
+    payer_name: str
+    payment_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class PayCommand:
+    """Credit (or, two-phase, reserve) `amount_minor` to `payment_code`, once per external id."""
+
+    external_id: str
+    payment_code: str
+    amount_minor: int
+    provider_time: datetime | None = None
+    provider_time_raw: str | None = None

@@ -1,0 +1,239 @@
+"""PaymentService: the rules every protocol shares. Adapters translate wire to these calls.
+
+Each public method is one database transaction (through the store). Deadlocks and serialization
+failures are rerun a bounded number of times; past that, and for any failure where the outcome
+is unknown, the caller gets TemporarilyUnavailable and must answer "retry later".
+"""
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Final, TypeVar
+
+import structlog
+
+from tolem.core import errors
+from tolem.core.codes import CodeShape, classify, normalize
+from tolem.core.model import CheckResult, PayCommand, Payment, PaymentResult, Provider
+from tolem.core.store import Outcome, PaymentStore
+
+# Three tries: a deadlock between two pays is already rare (one row lock each), and a fourth
+# collision in a row means the database is in trouble and the aggregator's retry is better.
+MAX_ATTEMPTS: Final = 3
+
+T = TypeVar("T")
+
+_log = structlog.get_logger("tolem.service")
+
+_REFUSALS: Final[dict[str, type[errors.DomainError]]] = {
+    "unknown_code": errors.UnknownCode,
+    "account_blocked": errors.AccountBlocked,
+    "amount_too_small": errors.AmountTooSmall,
+    "amount_too_large": errors.AmountTooLarge,
+    "provider_disabled": errors.ProviderDisabled,
+    "conflict": errors.IdempotencyConflict,
+    "not_found": errors.PaymentNotFound,
+    "wrong_state": errors.WrongState,
+    "insufficient_funds": errors.InsufficientFunds,
+}
+
+RetryHook = Callable[[], None]
+
+
+def _noop() -> None:
+    return None
+
+
+class PaymentService:
+    """check / pay / reserve / perform / cancel / status / statement for one deployment."""
+
+    def __init__(self, store: PaymentStore, *, on_retry: RetryHook = _noop) -> None:
+        self._store = store
+        self._on_retry = on_retry
+
+    @staticmethod
+    def validate_code(raw_code: str) -> str:
+        """The normalized code, or MalformedCode before anything is looked up."""
+        code = normalize(raw_code)
+        if classify(code) is CodeShape.MALFORMED:
+            raise errors.MalformedCode("payment code is malformed")
+        return code
+
+    @staticmethod
+    def check_limits(provider: Provider, amount_minor: int) -> None:
+        """AmountTooSmall / AmountTooLarge against the provider's configured limits."""
+        if provider.min_amount_minor is not None and amount_minor < provider.min_amount_minor:
+            raise errors.AmountTooSmall("amount is below the provider's minimum")
+        if provider.max_amount_minor is not None and amount_minor > provider.max_amount_minor:
+            raise errors.AmountTooLarge("amount is above the provider's maximum")
+
+    async def check(
+        self,
+        provider: Provider,
+        raw_code: str,
+        amount_minor: int | None = None,
+    ) -> CheckResult:
+        """Whether a code may be paid (with that amount); moves nothing.
+
+        Raises ProviderDisabled, MalformedCode, AmountTooSmall, AmountTooLarge, UnknownCode,
+        AccountBlocked; TemporarilyUnavailable.
+        """
+        if not provider.enabled:
+            raise errors.ProviderDisabled("provider is disabled")
+        code = self.validate_code(raw_code)
+        if amount_minor is not None:
+            self.check_limits(provider, amount_minor)
+        found = await self._retrying(lambda: self._store.find_payer(code))
+        if found is None:
+            raise errors.UnknownCode("no payer has this payment code")
+        result, status = found
+        if status != "active":
+            raise errors.AccountBlocked("account is blocked")
+        return result
+
+    async def pay(self, provider: Provider, command: PayCommand) -> PaymentResult:
+        """Credits a payment exactly once per (provider, external id); a repeat replays it.
+
+        Raises MalformedCode, ProviderDisabled, AmountTooSmall, AmountTooLarge, UnknownCode,
+        AccountBlocked, IdempotencyConflict; TemporarilyUnavailable.
+        """
+        return await self._accept(provider, command, credit=True)
+
+    async def reserve(
+        self,
+        provider: Provider,
+        command: PayCommand,
+        *,
+        expire_before: datetime | None = None,
+        expire_reason: int | None = None,
+    ) -> PaymentResult:
+        """Records a payment without crediting it (two-phase); a repeat replays it.
+
+        A repeat of a reservation older than `expire_before` voids it first (with
+        `expire_reason`) and then replays the voided payment. Raises as `pay`.
+        """
+        return await self._accept(
+            provider,
+            command,
+            credit=False,
+            expire_before=expire_before,
+            expire_reason=expire_reason,
+        )
+
+    async def perform(
+        self,
+        provider: Provider,
+        *,
+        external_id: str | None = None,
+        payment_id: int | None = None,
+        expire_before: datetime | None = None,
+        expire_reason: int | None = None,
+    ) -> PaymentResult:
+        """Credits a reservation exactly once; a repeat replays the credit.
+
+        A reservation older than `expire_before` is voided instead and WrongState raised.
+        Raises PaymentNotFound, WrongState (voided, reversed, expired); TemporarilyUnavailable.
+        """
+        outcome = await self._retrying(
+            lambda: self._store.perform(
+                provider.id,
+                external_id,
+                payment_id,
+                expire_before=expire_before,
+                expire_reason=expire_reason,
+            )
+        )
+        return self._result(outcome)
+
+    async def cancel(
+        self,
+        provider: Provider,
+        *,
+        external_id: str | None = None,
+        payment_id: int | None = None,
+        reason: int | None = None,
+    ) -> PaymentResult:
+        """Voids a reservation or reverses a credit with a reversing transfer; repeats replay.
+
+        Raises PaymentNotFound, InsufficientFunds; TemporarilyUnavailable.
+        """
+        outcome = await self._retrying(
+            lambda: self._store.cancel(
+                provider.id,
+                external_id,
+                payment_id,
+                reason=reason,
+            )
+        )
+        return self._result(outcome)
+
+    async def status(
+        self,
+        provider: Provider,
+        *,
+        external_id: str | None = None,
+        payment_id: int | None = None,
+    ) -> Payment:
+        """The stored payment. Raises PaymentNotFound; TemporarilyUnavailable."""
+        payment = await self._retrying(
+            lambda: self._store.get_payment(provider.id, external_id, payment_id),
+        )
+        if payment is None:
+            raise errors.PaymentNotFound("no such payment")
+        return payment
+
+    async def statement(
+        self,
+        provider: Provider,
+        since: datetime,
+        until: datetime,
+    ) -> list[Payment]:
+        """Every payment of the provider stamped within [since, until], oldest first."""
+        return await self._retrying(lambda: self._store.statement(provider.id, since, until))
+
+    async def _accept(
+        self,
+        provider: Provider,
+        command: PayCommand,
+        *,
+        credit: bool,
+        expire_before: datetime | None = None,
+        expire_reason: int | None = None,
+    ) -> PaymentResult:
+        code = self.validate_code(command.payment_code)
+        normalized = PayCommand(
+            external_id=command.external_id,
+            payment_code=code,
+            amount_minor=command.amount_minor,
+            provider_time=command.provider_time,
+            provider_time_raw=command.provider_time_raw,
+        )
+        # Limits and the enabled flag are re-checked in the database after replay detection,
+        # so that a replay of an accepted payment still replays after a limit changed.
+        outcome = await self._retrying(
+            lambda: self._store.accept(
+                provider.id,
+                normalized,
+                credit=credit,
+                expire_before=expire_before,
+                expire_reason=expire_reason,
+            )
+        )
+        return self._result(outcome)
+
+    @staticmethod
+    def _result(outcome: Outcome) -> PaymentResult:
+        if outcome.outcome == "ok" and outcome.payment is not None:
+            return PaymentResult(payment=outcome.payment, replayed=outcome.replayed)
+        refusal = _REFUSALS.get(outcome.outcome)
+        if refusal is None:
+            raise errors.TemporarilyUnavailable(f"unexpected outcome {outcome.outcome!r}")
+        raise refusal(outcome.outcome.replace("_", " "), payment=outcome.payment)
+
+    async def _retrying(self, operation: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return await operation()
+            except errors.RetryableConflict:
+                self._on_retry()
+                _log.warning("transaction_retry", attempt=attempt)
+        raise errors.TemporarilyUnavailable("gave up after repeated deadlocks or serialization failures")

@@ -1,0 +1,221 @@
+"""A private PostgreSQL cluster for machines where no database URL is configured.
+
+It is started from the PostgreSQL server binaries on the machine (or, failing that, from the
+optional `pgserver` wheel) and left running, so the next command reuses it. PostgreSQL refuses
+to run as root; as root the cluster is owned by and run as the `postgres` user.
+"""
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+DATABASE_NAME: Final = "tolem"
+_UNPRIVILEGED_USER: Final = "postgres"
+
+
+class EmbeddedUnavailable(RuntimeError):
+    """No way to start a private cluster here; the message says what to do instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """A running private cluster."""
+
+    data_dir: Path
+    port: int
+    log_file: Path
+    uri: str | None = None
+
+    def dsn(self, database: str = DATABASE_NAME) -> str:
+        """How to reach it: loopback TCP, or pgserver's own socket URI."""
+        if self.uri is not None:
+            return self.uri
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+
+def find_bin_dir() -> Path | None:
+    """Directory holding pg_ctl and initdb: from PATH, else the newest Debian-style install."""
+    found = shutil.which("pg_ctl")
+    if found and shutil.which("initdb"):
+        return Path(found).resolve().parent
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    for candidate in reversed(candidates):
+        if (candidate / "pg_ctl").exists() and (candidate / "initdb").exists():
+            return candidate
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run_as() -> str | None:
+    """The user the server must run as: ourselves, or `postgres` when we are root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(_UNPRIVILEGED_USER)
+    except KeyError as exc:
+        raise EmbeddedUnavailable(
+            "running as root and there is no 'postgres' user to run PostgreSQL as; "
+            "set TOLEM_DATABASE_URL or use docker compose",
+        ) from exc
+    return _UNPRIVILEGED_USER
+
+
+def _hand_over(path: Path, user: str) -> None:
+    """Gives `path` to `user` and checks that user can reach it through every parent."""
+    entry = pwd.getpwnam(user)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & 0o001 and parent.stat().st_uid != entry.pw_uid:
+            raise EmbeddedUnavailable(
+                f"the {user} user cannot enter {parent}; run from a directory it can reach, "
+                "set TOLEM_DATABASE_URL, or use docker compose",
+            )
+
+
+def _cmd(args: list[str], user: str | None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - fixed binaries, arguments built here
+        args,
+        user=user,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def _running_port(data_dir: Path) -> int | None:
+    """Port of a live server on this data directory (postmaster.pid line 4), if any."""
+    pid_file = data_dir / "postmaster.pid"
+    try:
+        lines = pid_file.read_text().splitlines()
+        pid, port = int(lines[0]), int(lines[3])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    return port
+
+
+def ensure_cluster(
+    base_dir: Path,
+    *,
+    options: tuple[str, ...] = (),
+    create_database: bool = True,
+) -> Cluster:
+    """Starts (or reuses) the cluster under `base_dir` and makes sure database `tolem` exists."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        return _pgserver_cluster(base_dir)
+    user = _run_as()
+    base_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = base_dir / "pgdata"
+    log_file = base_dir / "postgres.log"
+    if user is not None:
+        _hand_over(base_dir, user)
+    port = _running_port(data_dir)
+    if port is None:
+        if not (data_dir / "PG_VERSION").exists():
+            done = _cmd(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data_dir),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                user,
+            )
+            if done.returncode != 0:
+                raise EmbeddedUnavailable(f"initdb failed: {done.stderr.strip()[-500:]}")
+        port = _free_port()
+        server_options = " ".join(
+            ["-p", str(port), "-c", "listen_addresses=127.0.0.1", "-k", str(data_dir), *options],
+        )
+        done = _cmd(
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data_dir),
+                "-l",
+                str(log_file),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                server_options,
+                "start",
+            ],
+            user,
+        )
+        if done.returncode != 0:
+            raise EmbeddedUnavailable(
+                f"PostgreSQL did not start (see {log_file}): {done.stderr.strip()[-300:]}",
+            )
+    cluster = Cluster(data_dir=data_dir, port=port, log_file=log_file)
+    if create_database:
+        _create_database(bin_dir, cluster, user)
+    return cluster
+
+
+def _pgserver_cluster(base_dir: Path) -> Cluster:
+    """The cluster bundled in the optional pgserver wheel (as root it creates its own user)."""
+    try:
+        import pgserver  # noqa: PLC0415 - optional extra, only here
+    except ImportError as exc:
+        raise EmbeddedUnavailable(
+            "TOLEM_DATABASE_URL is not set and no PostgreSQL server binaries (pg_ctl, initdb) "
+            "were found; install PostgreSQL, pip install 'tolem[embedded]', set "
+            "TOLEM_DATABASE_URL, or use docker compose",
+        ) from exc
+    data_dir = base_dir / "pgserver"
+    server = pgserver.get_server(str(data_dir), cleanup_mode=None)
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+    if "1 row" not in exists:
+        server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+    return Cluster(data_dir=data_dir, port=0, log_file=data_dir / "log", uri=server.get_uri(DATABASE_NAME))
+
+
+def _create_database(bin_dir: Path, cluster: Cluster, user: str | None) -> None:
+    psql = [
+        str(bin_dir / "psql"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(cluster.port),
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-tAc",
+    ]
+    exists = _cmd([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'"], user)
+    if exists.stdout.strip() != "1":
+        created = _cmd([*psql, f"CREATE DATABASE {DATABASE_NAME}"], user)
+        if created.returncode != 0 and "already exists" not in created.stderr:
+            raise EmbeddedUnavailable(f"could not create database: {created.stderr.strip()}")
+
+
+def stop_cluster(data_dir: Path, *, mode: str = "fast") -> None:
+    """Stops a cluster started by ensure_cluster."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        return
+    user = _run_as()
+    _cmd([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", mode, "-w", "stop"], user)

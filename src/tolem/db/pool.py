@@ -1,0 +1,69 @@
+"""Connection pool and the mapping of database failures to domain retry semantics."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from tolem.core import errors
+
+# A PostgreSQL error class here means the transaction was rolled back and nothing committed,
+# so rerunning is safe.
+_RETRYABLE: Final = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+# Whatever else goes wrong below us, we cannot tell whether a commit happened.
+_UNKNOWN_OUTCOME: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+def mask_dsn(dsn: str) -> str:
+    """The DSN with its password replaced, for logs and messages."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def create_pool(dsn: str, *, size: int, deadline: float) -> asyncpg.Pool:
+    """A pool whose sessions give up on their own before the request deadline passes.
+
+    statement_timeout and lock_timeout sit below the deadline so that a stuck statement is
+    ended by the server (rolling back) rather than abandoned mid-flight by the client.
+    """
+    statement_ms = max(int(deadline * 1000 * 0.8), 100)
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min(2, size),
+        max_size=size,
+        command_timeout=deadline,
+        server_settings={
+            "application_name": "tolem",
+            "statement_timeout": str(statement_ms),
+            "lock_timeout": str(statement_ms),
+            "idle_in_transaction_session_timeout": str(statement_ms * 2),
+            "timezone": "UTC",
+        },
+    )
+
+
+@asynccontextmanager
+async def guarded() -> AsyncIterator[None]:
+    """Turns database failures into RetryableConflict or TemporarilyUnavailable."""
+    try:
+        yield
+    except _RETRYABLE as exc:
+        raise errors.RetryableConflict(type(exc).__name__) from exc
+    except _UNKNOWN_OUTCOME as exc:
+        raise errors.TemporarilyUnavailable(type(exc).__name__) from exc
+
+
+def record_dict(record: Any) -> dict[str, Any]:
+    """An asyncpg Record as a plain dict."""
+    return dict(record.items())

@@ -1,0 +1,127 @@
+"""Provider configuration: written by the CLI, read (and cached) by the gateway."""
+
+from ipaddress import ip_network
+from typing import Any, Final
+
+import asyncpg
+
+from tolem.core.model import Protocol, Provider
+
+_SELECT: Final = """
+SELECT id, name, protocol, enabled, allow_ips::text[] AS allow_ips, login, password_hash, secret,
+       service_id, min_amount_minor, max_amount_minor, currency, timezone
+  FROM providers
+"""
+
+# Columns `provider set` may change; the name, protocol and ledger account are for life.
+SETTABLE: Final = frozenset(
+    {
+        "allow_ips",
+        "login",
+        "password_hash",
+        "secret",
+        "service_id",
+        "min_amount_minor",
+        "max_amount_minor",
+        "timezone",
+        "enabled",
+    }
+)
+
+
+class ProviderNotFound(LookupError):
+    """No provider with that name."""
+
+
+def provider_from_row(row: Any) -> Provider:
+    """A Provider from a row of _SELECT."""
+    return Provider(
+        id=row["id"],
+        name=row["name"],
+        protocol=Protocol(row["protocol"]),
+        enabled=row["enabled"],
+        allow_ips=tuple(ip_network(n, strict=False) for n in row["allow_ips"]),
+        login=row["login"],
+        password_hash=row["password_hash"],
+        secret=row["secret"],
+        service_id=row["service_id"],
+        min_amount_minor=row["min_amount_minor"],
+        max_amount_minor=row["max_amount_minor"],
+        currency=row["currency"].strip(),
+        timezone=row["timezone"],
+    )
+
+
+async def load_all(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, Provider]:
+    """Every provider by name."""
+    rows = await conn.fetch(_SELECT + " ORDER BY id")
+    return {row["name"]: provider_from_row(row) for row in rows}
+
+
+async def get(conn: asyncpg.Connection, name: str) -> Provider:
+    """One provider by name."""
+    row = await conn.fetchrow(_SELECT + " WHERE name = $1", name)
+    if row is None:
+        raise ProviderNotFound(name)
+    return provider_from_row(row)
+
+
+async def add(
+    conn: asyncpg.Connection,
+    *,
+    name: str,
+    protocol: str,
+    currency: str,
+    allow_ips: list[str],
+    login: str | None,
+    password_hash: str | None,
+    secret: str | None,
+    service_id: str | None,
+    min_amount_minor: int | None,
+    max_amount_minor: int | None,
+    timezone: str | None,
+) -> Provider:
+    """Registers a provider with its own clearing ledger account."""
+    async with conn.transaction():
+        ledger_id = await conn.fetchval(
+            "INSERT INTO ledger_accounts (kind, currency) VALUES ('clearing', $1) RETURNING id",
+            currency,
+        )
+        await conn.execute(
+            """INSERT INTO providers (name, protocol, currency, allow_ips, login, password_hash,
+                                      secret, service_id, min_amount_minor, max_amount_minor,
+                                      timezone, clearing_ledger_account_id)
+               VALUES ($1, $2, $3, $4::text[]::cidr[], $5, $6, $7, $8, $9, $10, $11, $12)""",
+            name,
+            protocol,
+            currency,
+            allow_ips,
+            login,
+            password_hash,
+            secret,
+            service_id,
+            min_amount_minor,
+            max_amount_minor,
+            timezone,
+            ledger_id,
+        )
+        return await get(conn, name)
+
+
+async def update(conn: asyncpg.Connection, name: str, changes: dict[str, Any]) -> Provider:
+    """Changes settable columns of a provider."""
+    unknown = set(changes) - SETTABLE
+    if unknown:
+        raise ValueError(f"not settable: {', '.join(sorted(unknown))}")
+    async with conn.transaction():
+        for column, value in sorted(changes.items()):
+            cast = "::text[]::cidr[]" if column == "allow_ips" else ""
+            # Column names come from SETTABLE only; values are bound.
+            done = await conn.execute(
+                f"UPDATE providers SET {column} = $2{cast}, updated_at = now() WHERE name = $1",
+                name,
+                value,
+            )
+            if done == "UPDATE 0":
+                raise ProviderNotFound(name)
+        return await get(conn, name)

@@ -1,0 +1,54 @@
+"""Prometheus metrics operators watch. One registry per process (module level)."""
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY: Final = CollectorRegistry(auto_describe=True)
+
+GATEWAY_REQUESTS: Final = Counter(
+    "tolem_gateway_requests_total",
+    "Gateway calls by provider, command and protocol result code.",
+    ["provider", "command", "result"],
+    registry=REGISTRY,
+)
+GATEWAY_LATENCY: Final = Histogram(
+    "tolem_gateway_request_seconds",
+    "Gateway call latency by provider and command.",
+    ["provider", "command"],
+    registry=REGISTRY,
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CREDITED_MINOR: Final = Counter(
+    "tolem_credited_minor_total",
+    "Amount credited to balances, minor units, by provider.",
+    ["provider"],
+    registry=REGISTRY,
+)
+REPLAYS: Final = Counter(
+    "tolem_replays_total",
+    "Repeated requests answered from the stored first result.",
+    ["provider"],
+    registry=REGISTRY,
+)
+IDEMPOTENCY_CONFLICTS: Final = Counter(
+    "tolem_idempotency_conflicts_total",
+    "Transaction ids reused with another amount or code.",
+    ["provider"],
+    registry=REGISTRY,
+)
+TRANSACTION_RETRIES: Final = Counter(
+    "tolem_transaction_retries_total",
+    "Deadlocks and serialization failures rerun.",
+    registry=REGISTRY,
+)
+POOL_IN_USE: Final = Gauge(
+    "tolem_db_pool_connections_in_use",
+    "Database connections currently lent out.",
+    registry=REGISTRY,
+)
+POOL_SIZE: Final = Gauge(
+    "tolem_db_pool_connections",
+    "Database connections open in the pool.",
+    registry=REGISTRY,
+)

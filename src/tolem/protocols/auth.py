@@ -1,0 +1,79 @@
+"""Caller checks shared by the protocols: IP allow-list and HTTP Basic credentials."""
+
+import base64
+import binascii
+import hmac
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from aiohttp import web
+
+from tolem.core.model import Provider
+from tolem.passwords import verify_password
+from tolem.settings import Network
+
+IPAddress = IPv4Address | IPv6Address
+
+
+def client_ip(request: web.Request, trusted_proxies: tuple[Network, ...]) -> IPAddress | None:
+    """The caller's address: the peer, or X-Forwarded-For's nearest untrusted hop when the
+    peer is a trusted proxy. Anything unparsable yields None, which no allow-list admits."""
+    try:
+        peer = ip_address(request.remote or "")
+    except ValueError:
+        return None
+    if not any(peer in net for net in trusted_proxies):
+        return peer
+    forwarded = request.headers.getall("X-Forwarded-For", [])
+    hops = [hop.strip() for header in forwarded for hop in header.split(",")]
+    # Walk from the nearest hop outwards; the first address not a trusted proxy is the client.
+    for hop in reversed(hops):
+        try:
+            address = ip_address(hop)
+        except ValueError:
+            return None
+        if not any(address in net for net in trusted_proxies):
+            return address
+    return peer
+
+
+def ip_allowed(provider: Provider, address: IPAddress | None) -> bool:
+    """An empty allow-list admits any address (credentials are then mandatory)."""
+    if not provider.allow_ips:
+        return True
+    return address is not None and any(address in net for net in provider.allow_ips)
+
+
+def basic_credentials(request: web.Request) -> tuple[str, str] | None:
+    """(login, password) from an Authorization: Basic header, or None."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "basic" or not token:
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    login, sep, password = decoded.partition(":")
+    return (login, password) if sep else None
+
+
+def password_ok(
+    provider: Provider, credentials: tuple[str, str] | None, *, default_login: str | None = None
+) -> bool:
+    """Whether Basic credentials match the provider's login (if any) and password hash.
+
+    A provider without a password hash needs no credentials.
+    """
+    if provider.password_hash is None:
+        return True
+    if credentials is None:
+        return False
+    login, password = credentials
+    expected_login = provider.login or default_login
+    login_ok = expected_login is None or hmac.compare_digest(
+        login.encode(),
+        expected_login.encode(),
+    )
+    # Verify the password even when the login is wrong, so timing tells nothing about which.
+    password_good = verify_password(password, provider.password_hash)
+    return login_ok and password_good

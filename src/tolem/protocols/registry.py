@@ -1,0 +1,6 @@
+"""Protocol adapters by protocol name. Each adapter package adds itself here."""
+
+from tolem.core.model import Protocol
+from tolem.protocols.base import ProtocolAdapter
+
+ADAPTERS: dict[Protocol, ProtocolAdapter] = {}
