@@ -71,6 +71,7 @@ CREATE TABLE payers (
 );
 CREATE INDEX ix__payers__account_id ON payers (account_id);
 COMMENT ON TABLE payers IS 'Whoever pays into an account; each payer has exactly one payment code, forever.';
+COMMENT ON COLUMN payers.account_id IS 'Account this payer pays into; fixed for life.';
 COMMENT ON COLUMN payers.payment_code IS 'What the customer types at the kiosk or in the wallet. Never changes, never reused.';
 COMMENT ON COLUMN payers.name IS 'Payer name; check answers show it masked.';
 COMMENT ON COLUMN payers.origin IS 'issued: generated here (00…, Luhn); imported: taken as-is from an older billing.';
@@ -88,6 +89,7 @@ CREATE TABLE services (
 );
 CREATE INDEX ix__services__name ON services (lower(name));
 COMMENT ON TABLE services IS 'Names of hosted services (domains, servers) of an account, so support can find the account by one.';
+COMMENT ON COLUMN services.account_id IS 'Account the service belongs to.';
 COMMENT ON COLUMN services.name IS 'The service name as the customer knows it, e.g. a domain.';
 
 CREATE TABLE providers (
@@ -141,6 +143,7 @@ COMMENT ON COLUMN providers.max_amount_minor IS 'Largest amount accepted per pay
 COMMENT ON COLUMN providers.currency IS 'Currency of the amounts this provider sends.';
 COMMENT ON COLUMN providers.timezone IS 'Zone of the provider''s local timestamps when it differs from the deployment''s.';
 COMMENT ON COLUMN providers.clearing_ledger_account_id IS 'Ledger account debited by this provider''s payments.';
+COMMENT ON COLUMN providers.updated_at IS 'Last configuration change.';
 
 CREATE TABLE payments (
     id                bigint GENERATED ALWAYS AS IDENTITY CONSTRAINT pk__payments PRIMARY KEY,
@@ -180,6 +183,8 @@ CREATE INDEX ix__payments__provider_id__provider_time ON payments (provider_id, 
 CREATE INDEX ix__payments__state__created_at ON payments (created_at) WHERE state = 'reserved';
 COMMENT ON TABLE payments IS 'One aggregator transaction. Its state changes; the money it moved lives in transfers.';
 COMMENT ON COLUMN payments.id IS 'Our id of the payment (OSMP prv_txn, Payme transaction, Click prepare/confirm id).';
+COMMENT ON COLUMN payments.provider_id IS 'Aggregator that sent the payment.';
+COMMENT ON COLUMN payments.currency IS 'Currency of amount_minor.';
 COMMENT ON COLUMN payments.external_id IS 'The provider''s transaction id as text (OSMP txn_id has up to 28 digits); the idempotency key with provider_id.';
 COMMENT ON COLUMN payments.payer_id IS 'Payer whose payment code was paid.';
 COMMENT ON COLUMN payments.account_id IS 'Account credited (the payer''s account at payment time).';
@@ -224,6 +229,7 @@ COMMENT ON TABLE transfers IS 'Append-only ledger: each row debits one ledger ac
 COMMENT ON COLUMN transfers.debit_ledger_account_id IS 'Account the money leaves.';
 COMMENT ON COLUMN transfers.credit_ledger_account_id IS 'Account the money reaches.';
 COMMENT ON COLUMN transfers.amount_minor IS 'Amount moved, minor units, always positive.';
+COMMENT ON COLUMN transfers.currency IS 'Currency of amount_minor; both accounts hold it.';
 COMMENT ON COLUMN transfers.code IS 'Why money moved: topup (a payment credited) or reversal (a credited payment cancelled).';
 COMMENT ON COLUMN transfers.payment_id IS 'Payment this transfer belongs to; at most one transfer per payment and code.';
 COMMENT ON COLUMN transfers.reverses_transfer_id IS 'For a reversal, the transfer it undoes (at most once).';

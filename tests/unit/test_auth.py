@@ -1,0 +1,102 @@
+"""Caller identification: client address behind proxies, allow-lists, Basic credentials."""
+
+import base64
+from ipaddress import ip_address, ip_network
+
+from aiohttp.test_utils import make_mocked_request
+
+from tolem.core.model import Protocol, Provider
+from tolem.passwords import hash_password, verify_password
+from tolem.protocols.auth import basic_credentials, client_ip, ip_allowed, password_ok
+
+
+def provider(**kw: object) -> Provider:
+    """A provider value with defaults."""
+    fields: dict[str, object] = {
+        "id": 1,
+        "name": "p",
+        "protocol": Protocol.OSMP,
+        "enabled": True,
+        "allow_ips": (),
+        "login": None,
+        "password_hash": None,
+        "secret": None,
+        "service_id": None,
+        "min_amount_minor": None,
+        "max_amount_minor": None,
+        "currency": "KGS",
+        "timezone": None,
+    }
+    fields.update(kw)
+    return Provider(**fields)  # type: ignore[arg-type]
+
+
+def request(peer: str, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    """A request from `peer`."""
+    req = make_mocked_request("GET", "/gw/p", headers=headers or {})
+    return req.clone(remote=peer)
+
+
+PROXY = (ip_network("10.0.0.0/8"),)
+
+
+def test_peer_is_the_client_without_trusted_proxies() -> None:
+    """X-Forwarded-For from an untrusted peer is ignored: it could say anything."""
+    assert client_ip(request("203.0.113.9", {"X-Forwarded-For": "1.2.3.4"}), ()) == ip_address("203.0.113.9")
+
+
+def test_forwarded_for_is_believed_from_trusted_proxy() -> None:
+    """Behind a trusted proxy, the nearest untrusted hop is the client."""
+    headers = {"X-Forwarded-For": "6.6.6.6, 198.51.100.7, 10.0.0.2"}
+    assert client_ip(request("10.0.0.1", headers), PROXY) == ip_address("198.51.100.7")
+
+
+def test_garbage_forwarded_for_yields_nobody() -> None:
+    """An unparsable hop makes the caller unknown, which no allow-list admits."""
+    assert client_ip(request("10.0.0.1", {"X-Forwarded-For": "nonsense"}), PROXY) is None
+    assert not ip_allowed(provider(allow_ips=(ip_network("0.0.0.0/0"),)), None)
+
+
+def test_allow_list() -> None:
+    """Addresses inside a listed network pass, others do not; an empty list admits all."""
+    listed = provider(allow_ips=(ip_network("192.0.2.0/24"),))
+    assert ip_allowed(listed, ip_address("192.0.2.10"))
+    assert not ip_allowed(listed, ip_address("192.0.3.10"))
+    assert ip_allowed(provider(), ip_address("192.0.3.10"))
+
+
+def test_basic_credentials_parsing() -> None:
+    """Well-formed Basic headers parse; broken ones are None, never an exception."""
+    good = "Basic " + base64.b64encode(b"Paycom:key:with:colons").decode()
+    assert basic_credentials(request("1.1.1.1", {"Authorization": good})) == ("Paycom", "key:with:colons")
+    for bad in (
+        "Basic !!!",
+        "Bearer abc",
+        "Basic " + base64.b64encode(b"nocolon").decode(),
+        "Basic " + base64.b64encode(b"\xff\xfe:x").decode(),
+        "",
+    ):
+        assert basic_credentials(request("1.1.1.1", {"Authorization": bad})) is None
+
+
+def test_password_check() -> None:
+    """Right login and password pass; a wrong either fails; no hash means no credentials needed."""
+    stored = hash_password("s3cret")
+    p = provider(password_hash=stored, login="kiosk")
+    assert password_ok(p, ("kiosk", "s3cret"))
+    assert not password_ok(p, ("kiosk", "wrong"))
+    assert not password_ok(p, ("other", "s3cret"))
+    assert not password_ok(p, None)
+    assert password_ok(provider(password_hash=stored), ("Paycom", "s3cret"), default_login="Paycom")
+    assert not password_ok(provider(password_hash=stored), ("x", "s3cret"), default_login="Paycom")
+    assert password_ok(provider(), None)
+
+
+def test_hash_is_salted_and_verifies() -> None:
+    """Two hashes of one password differ; each verifies; a corrupt hash never does."""
+    a, b = hash_password("pw"), hash_password("pw")
+    assert a != b
+    assert verify_password("pw", a) and verify_password("pw", b)
+    assert not verify_password("pw", "scrypt$garbage")
+    assert not verify_password("pw", "md5$1$2$3$00$00")
+    assert "pw" not in a
