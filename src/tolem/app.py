@@ -82,7 +82,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             deadline=settings.request_deadline,
         )
     pool = app[POOL]
-    app[SERVICE] = PaymentService(PgStore(pool), on_retry=metrics.TRANSACTION_RETRIES.inc)
+    app[SERVICE] = PaymentService(PgStore(pool), observer=metrics.PrometheusObserver())
     app[PROVIDERS] = ProviderCache(pool, settings.provider_cache_seconds)
     yield
     if owned:

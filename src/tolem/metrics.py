@@ -4,6 +4,9 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from tolem.core.model import Provider
+from tolem.core.service import Observer
+
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
 
 GATEWAY_REQUESTS: Final = Counter(
@@ -52,3 +55,23 @@ POOL_SIZE: Final = Gauge(
     "Database connections open in the pool.",
     registry=REGISTRY,
 )
+
+
+class PrometheusObserver(Observer):
+    """Feeds the service's observations into the counters above."""
+
+    def retried(self) -> None:
+        """Counts a rerun transaction."""
+        TRANSACTION_RETRIES.inc()
+
+    def credited(self, provider: Provider, amount_minor: int) -> None:
+        """Adds a credit's amount."""
+        CREDITED_MINOR.labels(provider.name).inc(amount_minor)
+
+    def replayed(self, provider: Provider) -> None:
+        """Counts a replay."""
+        REPLAYS.labels(provider.name).inc()
+
+    def conflicted(self, provider: Provider) -> None:
+        """Counts an idempotency conflict."""
+        IDEMPOTENCY_CONFLICTS.labels(provider.name).inc()

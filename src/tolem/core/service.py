@@ -36,19 +36,29 @@ _REFUSALS: Final[dict[str, type[errors.DomainError]]] = {
     "insufficient_funds": errors.InsufficientFunds,
 }
 
-RetryHook = Callable[[], None]
 
+class Observer:
+    """What operators count; the default counts nothing. The core stays free of metrics code."""
 
-def _noop() -> None:
-    return None
+    def retried(self) -> None:
+        """A deadlock or serialization failure was rerun."""
+
+    def credited(self, provider: Provider, amount_minor: int) -> None:
+        """Money reached a balance."""
+
+    def replayed(self, provider: Provider) -> None:
+        """A repeat was answered from the stored first result."""
+
+    def conflicted(self, provider: Provider) -> None:
+        """A transaction id came back with other data."""
 
 
 class PaymentService:
     """check / pay / reserve / perform / cancel / status / statement for one deployment."""
 
-    def __init__(self, store: PaymentStore, *, on_retry: RetryHook = _noop) -> None:
+    def __init__(self, store: PaymentStore, *, observer: Observer | None = None) -> None:
         self._store = store
-        self._on_retry = on_retry
+        self._observer = observer or Observer()
 
     @staticmethod
     def validate_code(raw_code: str) -> str:
@@ -142,7 +152,7 @@ class PaymentService:
                 expire_reason=expire_reason,
             )
         )
-        return self._result(outcome)
+        return self._result(provider, outcome, credits=True)
 
     async def cancel(
         self,
@@ -164,7 +174,7 @@ class PaymentService:
                 reason=reason,
             )
         )
-        return self._result(outcome)
+        return self._result(provider, outcome)
 
     async def status(
         self,
@@ -218,12 +228,17 @@ class PaymentService:
                 expire_reason=expire_reason,
             )
         )
-        return self._result(outcome)
+        return self._result(provider, outcome, credits=credit)
 
-    @staticmethod
-    def _result(outcome: Outcome) -> PaymentResult:
+    def _result(self, provider: Provider, outcome: Outcome, *, credits: bool = False) -> PaymentResult:
         if outcome.outcome == "ok" and outcome.payment is not None:
+            if outcome.replayed:
+                self._observer.replayed(provider)
+            elif credits:
+                self._observer.credited(provider, outcome.payment.amount_minor)
             return PaymentResult(payment=outcome.payment, replayed=outcome.replayed)
+        if outcome.outcome == "conflict":
+            self._observer.conflicted(provider)
         refusal = _REFUSALS.get(outcome.outcome)
         if refusal is None:
             raise errors.TemporarilyUnavailable(f"unexpected outcome {outcome.outcome!r}")
@@ -234,6 +249,6 @@ class PaymentService:
             try:
                 return await operation()
             except errors.RetryableConflict:
-                self._on_retry()
+                self._observer.retried()
                 _log.warning("transaction_retry", attempt=attempt)
         raise errors.TemporarilyUnavailable("gave up after repeated deadlocks or serialization failures")
