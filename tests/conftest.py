@@ -24,14 +24,13 @@ from tolem.core.model import Provider
 from tolem.core.service import PaymentService
 from tolem.db import accounts as account_db
 from tolem.db import providers as provider_db
+from tolem.db.audit import Violation, audit
 from tolem.db.embedded import ensure_cluster, stop_cluster
 from tolem.db.migrate import migrate
 from tolem.db.store import PgStore
 from tolem.passwords import hash_password
 from tolem.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
-INVARIANTS_SQL = (ROOT / "sql" / "checks" / "ledger_invariants.sql").read_text()
 _FAST_OPTIONS = (
     "-c",
     "fsync=off",
@@ -93,11 +92,11 @@ def template_database(server_dsn: str) -> Iterator[str]:
     asyncio.run(_admin(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def ledger_violations(dsn: str) -> list[dict[str, Any]]:
-    """Rows of sql/checks/ledger_invariants.sql: empty when the ledger is sound."""
+async def ledger_violations(dsn: str) -> list[Violation]:
+    """What `tolem audit` finds: empty when the ledger is sound."""
     conn = await asyncpg.connect(dsn)
     try:
-        return [dict(r) for r in await conn.fetch(INVARIANTS_SQL)]
+        return await audit(conn)
     finally:
         await conn.close()
 

@@ -24,6 +24,7 @@ from tolem.core.codes import CodeShape, classify, normalize
 from tolem.core.money import AmountError, format_amount, parse_amount
 from tolem.database import resolve_database
 from tolem.db import accounts as account_db
+from tolem.db import audit as audit_db
 from tolem.db import migrate as migrate_db
 from tolem.db import providers as provider_db
 from tolem.db.embedded import EmbeddedUnavailable
@@ -528,6 +529,24 @@ async def cmd_account_import(args: argparse.Namespace, settings: Settings) -> in
     return 0
 
 
+async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    """Verifies the ledger's invariants; exit 1 with the list of violations if any fail."""
+
+    def progress(name: str, count: int, seconds: float) -> None:
+        print(f"tolem: audit {name}: {count} violation(s) in {seconds:.2f}s", file=sys.stderr)
+
+    conn = await _connect(settings)
+    try:
+        await _require_current(conn)
+        found = await audit_db.audit(conn, progress)
+    finally:
+        await conn.close()
+    data = {"ok": not found, "violations": [asdict(v) for v in found]}
+    text = "\n".join(f"{v.check}\t{v.subject or '-'}\t{v.detail}" for v in found) or "ledger ok"
+    _emit(args, data, text)
+    return 1 if found else 0
+
+
 # --- serve ------------------------------------------------------------------------------------
 
 
@@ -617,6 +636,9 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat comma
     parser = _Parser(prog="tolem", description=__doc__, parents=[common])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    commands.add_parser("audit", parents=[common], help="verify the ledger's invariants").set_defaults(
+        run=cmd_audit
+    )
     commands.add_parser("migrate", parents=[common], help="apply pending migrations").set_defaults(
         run=cmd_migrate
     )
