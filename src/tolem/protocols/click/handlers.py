@@ -113,11 +113,10 @@ def _done(
     code: ClickError,
     *,
     result: PaymentResult | None = None,
-    payment_id: int | None = None,
     note: str | None = None,
 ) -> web.Response:
+    payment_id = None if result is None else result.payment.id
     if result is not None:
-        payment_id = result.payment.id
         log_line["replayed"] = result.replayed
     log_line.update(result=str(int(code)), payment_id=payment_id)
     return wire.answer(click, code, payment_id=payment_id, note=note)
