@@ -2,5 +2,7 @@
 
 from tolem.core.model import Protocol
 from tolem.protocols.base import ProtocolAdapter
+from tolem.protocols.click import ClickAdapter
 
 ADAPTERS: dict[Protocol, ProtocolAdapter] = {}
+ADAPTERS[Protocol.CLICK] = ClickAdapter()

@@ -1,0 +1,219 @@
+"""The Click adapter: Prepare reserves, Complete credits (or voids) exactly once.
+
+Order of work for every request, so that a refused caller leaves no trace but a log line:
+IP allow-list, readable form, service id, signature (all before any lookup); then the action,
+the fields, and only then the core. Both steps arrive at the same URL and differ by `action`.
+"""
+
+from datetime import UTC, datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import structlog
+from aiohttp import web
+
+from tolem.core import errors
+from tolem.core.codes import MAX_CODE_LENGTH, mask, normalize
+from tolem.core.model import PayCommand, PaymentResult, PaymentState, Protocol, Provider
+from tolem.core.money import AmountError, parse_amount
+from tolem.core.service import PaymentService
+from tolem.protocols.auth import client_ip, ip_allowed
+from tolem.protocols.base import GatewayContext, ProtocolAdapter
+from tolem.protocols.click import auth, wire
+from tolem.protocols.click.codes import ACCOUNT_BLOCKED_NOTE, ClickError
+from tolem.protocols.click.wire import Action, ClickRequest, WireError
+
+_log = structlog.get_logger("tolem.click")
+
+# perform() voids, instead of crediting, a reservation stamped before this instant, and leaves a
+# credited payment alone: under one row lock, "void unless already credited". Every stored
+# Click time is before it (wire bounds sign_time to years below 3000).
+_VOID_HORIZON: Final = datetime(9999, 1, 1, tzinfo=UTC)
+# How soon Click may try again after our "retry" answer.
+_RETRY_AFTER_SECONDS: Final = "1"
+
+
+def temporary_answer() -> web.Response:
+    """What we answer when we do not know whether money moved, or could not try.
+
+    Click publishes no retry code: each of its codes, -7 included, is a final answer that makes
+    it settle the payment with the payer. A Complete answered -7 while our credit did commit
+    would have Click refund a payer we credited. So the answer is no Click answer at all: HTTP
+    503 with a body that is not JSON, which no client can read as a code, success included. To
+    Click it is the same as a timeout, after which it repeats the request; the repeat then meets
+    the stored outcome (a credited payment answers -4, never a second credit).
+    """
+    return web.Response(
+        status=503,
+        text="temporarily unavailable, retry later\n",
+        headers={"Retry-After": _RETRY_AFTER_SECONDS},
+    )
+
+
+class ClickAdapter(ProtocolAdapter):
+    """Click SHOP API (Prepare / Complete) over the core's reserve / perform."""
+
+    protocol = Protocol.CLICK
+
+    def temporary_error(self, request: web.Request, provider: Provider) -> web.StreamResponse:
+        return temporary_answer()
+
+    async def handle(
+        self,
+        request: web.Request,
+        provider: Provider,
+        context: GatewayContext,
+        log_line: dict[str, Any],
+    ) -> web.StreamResponse:
+        log_line["command"] = "unknown"
+        if not ip_allowed(provider, client_ip(request, context.settings.trusted_proxies)):
+            return _refused(log_line, ClickError.SIGN_CHECK_FAILED, "ip not allowed")
+        try:
+            params = await wire.read_params(request)
+            log_line["command"] = wire.command_name(params.get("action"))
+            if provider.secret is None or provider.service_id is None:
+                _log.warning("click_provider_without_secret", provider=provider.name)
+                return _refused(log_line, ClickError.SIGN_CHECK_FAILED, "provider not configured")
+            if "service_id" not in params:
+                return _refused(log_line, ClickError.BAD_REQUEST, "missing service_id")
+            if not auth.service_matches(provider, params["service_id"]):
+                return _refused(log_line, ClickError.SIGN_CHECK_FAILED, "wrong service_id")
+            wire.require_signed(params)
+            if not auth.signature_matches(provider, params):
+                return _refused(log_line, ClickError.SIGN_CHECK_FAILED, "bad signature")
+            zone = ZoneInfo(provider.timezone or context.settings.timezone)
+            click = wire.parse_request(params, zone)
+        except WireError as exc:
+            return _refused(log_line, exc.code, exc.reason)
+
+        code = normalize(click.merchant_trans_id)
+        log_line.update(
+            txn=click.external_id,
+            code=mask(code) if len(code) <= MAX_CODE_LENGTH else "(too long)",
+            click_paydoc_id=click.click_paydoc_id,
+            click_error=click.status,
+        )
+        try:
+            if click.action is Action.PREPARE:
+                return await _prepare(context.service, provider, click, log_line)
+            return await _complete(context.service, provider, click, log_line)
+        except errors.TemporarilyUnavailable as exc:
+            log_line.update(result="temporary", error=str(exc))
+            return temporary_answer()
+
+
+def _refused(log_line: dict[str, Any], code: ClickError, reason: str) -> web.Response:
+    log_line.update(result=str(int(code)), refusal=reason)
+    return wire.refusal(code)
+
+
+def _done(
+    log_line: dict[str, Any],
+    click: ClickRequest,
+    code: ClickError,
+    *,
+    result: PaymentResult | None = None,
+    note: str | None = None,
+) -> web.Response:
+    payment_id = None if result is None else result.payment.id
+    if result is not None:
+        log_line["replayed"] = result.replayed
+    log_line.update(result=str(int(code)), payment_id=payment_id)
+    return wire.answer(click, code, payment_id=payment_id, note=note)
+
+
+def _amount(click: ClickRequest) -> int | None:
+    try:
+        return parse_amount(click.amount_raw)
+    except AmountError:
+        return None
+
+
+async def _prepare(
+    service: PaymentService,
+    provider: Provider,
+    click: ClickRequest,
+    log_line: dict[str, Any],
+) -> web.Response:
+    """Reserves the payment; a repeat answers from the stored state."""
+    amount = _amount(click)
+    if amount is None:
+        return _done(log_line, click, ClickError.INCORRECT_AMOUNT)
+    if click.status > 0:
+        return _done(log_line, click, ClickError.BAD_REQUEST)
+    if click.status < 0:
+        # Click reports the payment already failed on its side: there is nothing to reserve.
+        return _done(log_line, click, ClickError.TRANSACTION_CANCELLED)
+    command = PayCommand(
+        external_id=click.external_id,
+        payment_code=click.merchant_trans_id,
+        amount_minor=amount,
+        provider_time=click.sign_time,
+        provider_time_raw=click.sign_time_raw,
+    )
+    try:
+        result = await service.reserve(provider, command)
+    except (errors.MalformedCode, errors.UnknownCode):
+        return _done(log_line, click, ClickError.USER_NOT_FOUND)
+    except errors.AccountBlocked:
+        return _done(log_line, click, ClickError.USER_NOT_FOUND, note=ACCOUNT_BLOCKED_NOTE)
+    except (errors.AmountTooSmall, errors.AmountTooLarge):
+        return _done(log_line, click, ClickError.INCORRECT_AMOUNT)
+    except errors.ProviderDisabled:
+        return _done(log_line, click, ClickError.TRANSACTION_CANCELLED)
+    except errors.IdempotencyConflict as exc:
+        # The same click_trans_id came before with other data: refuse, move nothing.
+        first = exc.payment
+        if first is not None and first.amount_minor != amount:
+            return _done(log_line, click, ClickError.INCORRECT_AMOUNT)
+        return _done(log_line, click, ClickError.BAD_REQUEST)
+    state = result.payment.state
+    if state is PaymentState.RESERVED:
+        return _done(log_line, click, ClickError.SUCCESS, result=result)
+    if state is PaymentState.CREDITED:
+        return _done(log_line, click, ClickError.ALREADY_PAID, result=result)
+    return _done(log_line, click, ClickError.TRANSACTION_CANCELLED, result=result)
+
+
+async def _complete(
+    service: PaymentService,
+    provider: Provider,
+    click: ClickRequest,
+    log_line: dict[str, Any],
+) -> web.Response:
+    """Credits the prepared payment once, or voids it when Click reports a failure."""
+    amount = _amount(click)
+    if amount is None:
+        return _done(log_line, click, ClickError.INCORRECT_AMOUNT)
+    if click.status > 0:
+        return _done(log_line, click, ClickError.BAD_REQUEST)
+    # Our own id and Click's must name the same payment: either alone could be a stray.
+    external_id, payment_id = click.external_id, click.merchant_prepare_id
+    try:
+        payment = await service.status(provider, external_id=external_id, payment_id=payment_id)
+    except errors.PaymentNotFound:
+        return _done(log_line, click, ClickError.TRANSACTION_NOT_FOUND)
+    if payment.amount_minor != amount:
+        return _done(log_line, click, ClickError.INCORRECT_AMOUNT)
+    if payment.payment_code != normalize(click.merchant_trans_id):
+        return _done(log_line, click, ClickError.BAD_REQUEST)
+    try:
+        if click.status < 0:
+            # Not service.cancel: that would reverse a payment a concurrent Complete credited.
+            result = await service.perform(
+                provider,
+                external_id=external_id,
+                payment_id=payment_id,
+                expire_before=_VOID_HORIZON,
+                expire_reason=click.status,
+            )
+        else:
+            result = await service.perform(provider, external_id=external_id, payment_id=payment_id)
+    except errors.PaymentNotFound:
+        return _done(log_line, click, ClickError.TRANSACTION_NOT_FOUND)
+    except errors.WrongState:
+        # Voided now or earlier (or reversed by an operator): nothing stands confirmed.
+        return _done(log_line, click, ClickError.TRANSACTION_CANCELLED)
+    if result.replayed:
+        return _done(log_line, click, ClickError.ALREADY_PAID, result=result)
+    return _done(log_line, click, ClickError.SUCCESS, result=result)

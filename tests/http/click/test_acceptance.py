@@ -1,0 +1,162 @@
+"""Click's acceptance checklist (protocols.md §4.5 / §8), one test per script of its test tool.
+
+docs/click.md maps each script to the test here. Every test asserts the whole answer and
+whether money moved.
+"""
+
+from tests.http.click.conftest import (
+    BAD_REQUEST,
+    SIGN_FAILED,
+    ClickWorld,
+    ok_complete,
+    ok_prepare,
+    refused,
+)
+
+
+def answer(code: str, error: int, note: str, payment_id: int | None, *, complete: bool) -> dict[str, object]:
+    """An answer echoing click_trans_id 1001 and the code."""
+    id_field = "merchant_confirm_id" if complete else "merchant_prepare_id"
+    return {
+        "click_trans_id": 1001,
+        "merchant_trans_id": code,
+        id_field: payment_id,
+        "error": error,
+        "error_note": note,
+    }
+
+
+async def prepared(world: ClickWorld) -> int:
+    """Runs a successful Prepare and returns our prepare id."""
+    reply = await world.click.prepare()
+    assert reply.body["error"] == 0
+    return int(reply.body["merchant_prepare_id"])
+
+
+class TestPrepareScripts:
+    async def test_wrong_signature_is_refused(self, world: ClickWorld) -> None:
+        """Prepare with a forged sign_string answers -1 and stores nothing."""
+        reply = await world.click.prepare(sign_string="0" * 32)
+        assert (reply.status, reply.body) == (200, SIGN_FAILED)
+        assert await world.money() == (0, 0, 0)
+
+    async def test_unknown_user_is_minus_5(self, world: ClickWorld) -> None:
+        """Prepare for a merchant_trans_id no payer has answers -5 and stores nothing."""
+        reply = await world.click.prepare(merchant_trans_id="legacy-404")
+        assert reply.body == {
+            "click_trans_id": 1001,
+            "merchant_trans_id": "legacy-404",
+            "merchant_prepare_id": None,
+            "error": -5,
+            "error_note": "User does not exist",
+        }
+        assert await world.money() == (0, 0, 0)
+
+    async def test_incorrect_amount_is_minus_2(self, world: ClickWorld) -> None:
+        """Prepare above the provider's maximum answers -2 and stores nothing."""
+        reply = await world.click.prepare(amount="1000000.01")
+        assert reply.body == answer(world.code, -2, "Incorrect parameter amount", None, complete=False)
+        assert await world.money() == (0, 0, 0)
+
+    async def test_unknown_action_is_minus_3(self, world: ClickWorld) -> None:
+        """A correctly signed request with action=5 answers -3 and stores nothing."""
+        reply = await world.click.prepare(action="5")
+        assert reply.body == refused(-3, "Action not found")
+        assert await world.money() == (0, 0, 0)
+
+    async def test_prepare_reserves_without_crediting(self, world: ClickWorld) -> None:
+        """A good Prepare answers 0 with our prepare id; the payment is reserved, no money moves."""
+        reply = await world.click.prepare()
+        prepare_id = reply.body["merchant_prepare_id"]
+        assert (reply.status, reply.content_type) == (200, "application/json; charset=utf-8")
+        assert reply.body == ok_prepare(world.code, prepare_id)
+        assert await world.state(prepare_id) == ("reserved", None)
+        assert await world.money() == (0, 1, 0)
+
+    async def test_missing_parameter_is_minus_8(self, world: ClickWorld) -> None:
+        """A Prepare without its amount answers -8 and stores nothing."""
+        fields = world.click.prepare_fields()
+        del fields["amount"]
+        reply = await world.click.post(fields)
+        assert reply.body == BAD_REQUEST
+        assert await world.money() == (0, 0, 0)
+
+
+class TestCompleteScripts:
+    async def test_wrong_signature_is_refused(self, world: ClickWorld) -> None:
+        """Complete with a forged sign_string answers -1 and credits nothing."""
+        prepare_id = await prepared(world)
+        reply = await world.click.complete(prepare_id, sign_string="f" * 32)
+        assert reply.body == SIGN_FAILED
+        assert await world.state(prepare_id) == ("reserved", None)
+        assert await world.money() == (0, 1, 0)
+
+    async def test_unknown_prepare_id_is_minus_6(self, world: ClickWorld) -> None:
+        """Complete naming a merchant_prepare_id we never issued answers -6, credits nothing."""
+        prepare_id = await prepared(world)
+        reply = await world.click.complete(prepare_id + 1000)
+        assert reply.body == answer(world.code, -6, "Transaction does not exist", None, complete=True)
+        assert await world.money() == (0, 1, 0)
+
+    async def test_incorrect_amount_is_minus_2(self, world: ClickWorld) -> None:
+        """Complete with an amount other than the prepared one answers -2, credits nothing."""
+        prepare_id = await prepared(world)
+        reply = await world.click.complete(prepare_id, amount="999")
+        assert reply.body == answer(world.code, -2, "Incorrect parameter amount", None, complete=True)
+        assert await world.state(prepare_id) == ("reserved", None)
+        assert await world.money() == (0, 1, 0)
+
+    async def test_complete_credits(self, world: ClickWorld) -> None:
+        """A good Complete answers 0 with merchant_confirm_id and credits the amount once."""
+        prepare_id = await prepared(world)
+        reply = await world.click.complete(prepare_id)
+        assert reply.body == ok_complete(world.code, prepare_id)
+        assert await world.state(prepare_id) == ("credited", None)
+        assert await world.money() == (1000_00, 1, 1)
+
+    async def test_repeated_complete_is_already_paid(self, world: ClickWorld) -> None:
+        """The same Complete again answers -4 "Already paid" and credits nothing more."""
+        prepare_id = await prepared(world)
+        await world.click.complete(prepare_id)
+        reply = await world.click.complete(prepare_id)
+        assert reply.body == answer(world.code, -4, "Already paid", prepare_id, complete=True)
+        assert await world.money() == (1000_00, 1, 1)
+
+    async def test_click_error_cancels(self, world: ClickWorld) -> None:
+        """Complete carrying error<0 voids the reservation and answers -9; no money moves."""
+        prepare_id = await prepared(world)
+        reply = await world.click.complete(prepare_id, error="-5017", error_note="Insufficient funds")
+        assert reply.body == answer(world.code, -9, "Transaction cancelled", None, complete=True)
+        assert await world.state(prepare_id) == ("voided", -5017)
+        assert await world.money() == (0, 1, 0)
+
+    async def test_complete_after_cancel_is_minus_9(self, world: ClickWorld) -> None:
+        """After a cancelling Complete, a successful Complete answers -9 and credits nothing."""
+        prepare_id = await prepared(world)
+        await world.click.complete(prepare_id, error="-5017")
+        reply = await world.click.complete(prepare_id)
+        assert reply.body == answer(world.code, -9, "Transaction cancelled", None, complete=True)
+        assert await world.state(prepare_id) == ("voided", -5017)
+        assert await world.money() == (0, 1, 0)
+
+
+async def test_whole_tool_run_in_order(world: ClickWorld) -> None:
+    """The test tool's scripts run one after another against one service all pass, and in
+    the end exactly the two successful payments are credited."""
+    click = world.click
+    assert (await click.prepare("1", sign_string="0" * 32)).body["error"] == -1
+    assert (await click.prepare("2", merchant_trans_id="legacy-404")).body["error"] == -5
+    assert (await click.prepare("3", amount="0.50")).body["error"] == -2
+    assert (await click.prepare("4", action="5")).body["error"] == -3
+    paid = (await click.prepare("10")).body["merchant_prepare_id"]
+    assert (await click.complete(paid, "10", sign_string="0" * 32)).body["error"] == -1
+    assert (await click.complete(paid + 1000, "10")).body["error"] == -6
+    assert (await click.complete(paid, "10", amount="1000.01")).body["error"] == -2
+    assert (await click.complete(paid, "10")).body["error"] == 0
+    assert (await click.complete(paid, "10")).body["error"] == -4
+    cancelled = (await click.prepare("11")).body["merchant_prepare_id"]
+    assert (await click.complete(cancelled, "11", error="-1")).body["error"] == -9
+    assert (await click.complete(cancelled, "11")).body["error"] == -9
+    again = (await click.prepare("12", amount="2500.50")).body["merchant_prepare_id"]
+    assert (await click.complete(again, "12", amount="2500.50")).body["error"] == 0
+    assert await world.money() == (1000_00 + 2500_50, 3, 2)
