@@ -336,3 +336,35 @@ class TestStatement:
         rows = await service.statement(provider, base + timedelta(minutes=10), base + timedelta(minutes=30))
         assert [p.external_id for p in rows] == ["s-1", "s-2", "s-0"]
         assert rows[0].state is PaymentState.VOIDED
+
+
+class TestVoid:
+    async def test_void_ends_a_reservation_once(self, service: PaymentService, factory: Factory) -> None:
+        """Void turns a reservation into voided with its reason; a repeat replays."""
+        provider = await factory.provider("wallet", "click", secret="s", service_id="1")
+        account_id, code = await factory.account()
+        await service.reserve(provider, cmd("v-1", code))
+        voided = await service.void(provider, external_id="v-1", reason=-5017)
+        again = await service.void(provider, external_id="v-1", reason=-1)
+        assert (voided.payment.state, voided.payment.cancel_reason, voided.replayed) == (
+            PaymentState.VOIDED,
+            -5017,
+            False,
+        )
+        assert again.replayed
+        assert again.payment == voided.payment
+        assert await factory.balance(account_id) == 0
+
+    async def test_void_never_touches_a_credit(self, service: PaymentService, factory: Factory) -> None:
+        """Void of a credited payment is WrongState carrying the payment; the money stays."""
+        provider = await factory.provider("wallet", "click", secret="s", service_id="1")
+        account_id, code = await factory.account()
+        await service.reserve(provider, cmd("v-1", code))
+        await service.perform(provider, external_id="v-1")
+        with pytest.raises(errors.WrongState) as caught:
+            await service.void(provider, external_id="v-1")
+        assert caught.value.payment is not None
+        assert caught.value.payment.state is PaymentState.CREDITED
+        assert await factory.balance(account_id) == 10000
+        with pytest.raises(errors.PaymentNotFound):
+            await service.void(provider, external_id="missing")

@@ -176,6 +176,24 @@ class PaymentService:
         )
         return self._result(provider, outcome)
 
+    async def void(
+        self,
+        provider: Provider,
+        *,
+        external_id: str | None = None,
+        payment_id: int | None = None,
+        reason: int | None = None,
+    ) -> PaymentResult:
+        """Voids a reservation; a repeat replays. Unlike cancel it never reverses a credit.
+
+        Raises PaymentNotFound, WrongState (credited or reversed: the error carries the
+        payment); TemporarilyUnavailable.
+        """
+        outcome = await self._retrying(
+            lambda: self._store.void(provider.id, external_id, payment_id, reason=reason)
+        )
+        return self._result(provider, outcome)
+
     async def status(
         self,
         provider: Provider,

@@ -62,6 +62,17 @@ class PaymentStore(Protocol):
         """Voids a reservation or reverses a credit."""
         ...
 
+    async def void(
+        self,
+        provider_id: int,
+        external_id: str | None,
+        payment_id: int | None,
+        *,
+        reason: int | None,
+    ) -> Outcome:
+        """Voids a reservation; never touches a credit."""
+        ...
+
     async def get_payment(
         self,
         provider_id: int,

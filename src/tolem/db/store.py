@@ -12,6 +12,7 @@ from tolem.db.pool import guarded
 _ACCEPT: Final = "SELECT * FROM tolem_accept($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 _PERFORM: Final = "SELECT * FROM tolem_perform($1, $2, $3, $4, $5)"
 _CANCEL: Final = "SELECT * FROM tolem_cancel($1, $2, $3, $4)"
+_VOID: Final = "SELECT * FROM tolem_void($1, $2, $3, $4)"
 _FIND_PAYER: Final = """
 SELECT py.id AS payer_id, py.account_id, py.name, py.payment_code, a.status
   FROM payers py JOIN accounts a ON a.id = py.account_id
@@ -144,6 +145,18 @@ class PgStore:
     ) -> StoredOutcome:
         async with guarded(), self._pool.acquire() as conn:
             row = await conn.fetchrow(_CANCEL, provider_id, external_id, payment_id, reason)
+        return _outcome(row)
+
+    async def void(
+        self,
+        provider_id: int,
+        external_id: str | None,
+        payment_id: int | None,
+        *,
+        reason: int | None,
+    ) -> StoredOutcome:
+        async with guarded(), self._pool.acquire() as conn:
+            row = await conn.fetchrow(_VOID, provider_id, external_id, payment_id, reason)
         return _outcome(row)
 
     async def get_payment(

@@ -5,7 +5,6 @@ IP allow-list, readable form, service id, signature (all before any lookup); the
 the fields, and only then the core. Both steps arrive at the same URL and differ by `action`.
 """
 
-from datetime import UTC, datetime
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -28,7 +27,6 @@ _log = structlog.get_logger("tolem.click")
 # perform() voids, instead of crediting, a reservation stamped before this instant, and leaves a
 # credited payment alone: under one row lock, "void unless already credited". Every stored
 # Click time is before it (wire bounds sign_time to years below 3000).
-_VOID_HORIZON: Final = datetime(9999, 1, 1, tzinfo=UTC)
 # How soon Click may try again after our "retry" answer.
 _RETRY_AFTER_SECONDS: Final = "1"
 
@@ -200,18 +198,16 @@ async def _complete(
     try:
         if click.status < 0:
             # Not service.cancel: that would reverse a payment a concurrent Complete credited.
-            result = await service.perform(
-                provider,
-                external_id=external_id,
-                payment_id=payment_id,
-                expire_before=_VOID_HORIZON,
-                expire_reason=click.status,
-            )
-        else:
-            result = await service.perform(provider, external_id=external_id, payment_id=payment_id)
+            await service.void(provider, external_id=external_id, payment_id=payment_id, reason=click.status)
+            return _done(log_line, click, ClickError.TRANSACTION_CANCELLED)
+        result = await service.perform(provider, external_id=external_id, payment_id=payment_id)
     except errors.PaymentNotFound:
         return _done(log_line, click, ClickError.TRANSACTION_NOT_FOUND)
-    except errors.WrongState:
+    except errors.WrongState as refused:
+        if refused.payment is not None and refused.payment.state is PaymentState.CREDITED:
+            # A concurrent Complete confirmed it first; the failure report changes nothing.
+            already = PaymentResult(payment=refused.payment, replayed=True)
+            return _done(log_line, click, ClickError.ALREADY_PAID, result=already)
         # Voided now or earlier (or reversed by an operator): nothing stands confirmed.
         return _done(log_line, click, ClickError.TRANSACTION_CANCELLED)
     if result.replayed:
