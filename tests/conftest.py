@@ -31,6 +31,7 @@ from tolem.db.store import PgStore
 from tolem.passwords import hash_password
 from tolem.settings import Settings
 
+ROOT = Path(__file__).resolve().parents[1]
 _FAST_OPTIONS = (
     "-c",
     "fsync=off",

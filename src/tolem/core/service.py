@@ -218,6 +218,23 @@ class PaymentService:
         """Every payment of the provider stamped within [since, until], oldest first."""
         return await self._retrying(lambda: self._store.statement(provider.id, since, until))
 
+    async def expire_reservations(
+        self,
+        provider: Provider,
+        *,
+        before: datetime,
+        reason: int | None,
+        limit: int,
+    ) -> int:
+        """Voids up to `limit` of the provider's reservations stamped before `before` (one
+        transaction; safe to run from several processes at once) and says how many.
+
+        Raises TemporarilyUnavailable.
+        """
+        return await self._retrying(
+            lambda: self._store.expire_reservations(provider.id, before, reason, limit),
+        )
+
     async def _accept(
         self,
         provider: Provider,

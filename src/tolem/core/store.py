@@ -90,3 +90,13 @@ class PaymentStore(Protocol):
     ) -> list[Payment]:
         """Payments of a provider whose provider time lies in [since, until], oldest first."""
         ...
+
+    async def expire_reservations(
+        self,
+        provider_id: int,
+        before: datetime,
+        reason: int | None,
+        limit: int,
+    ) -> int:
+        """Voids up to `limit` reservations of a provider stamped before `before`; how many."""
+        ...

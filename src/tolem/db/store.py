@@ -13,6 +13,7 @@ _ACCEPT: Final = "SELECT * FROM tolem_accept($1, $2, $3, $4, $5, $6, $7, $8, $9)
 _PERFORM: Final = "SELECT * FROM tolem_perform($1, $2, $3, $4, $5)"
 _CANCEL: Final = "SELECT * FROM tolem_cancel($1, $2, $3, $4)"
 _VOID: Final = "SELECT * FROM tolem_void($1, $2, $3, $4)"
+_EXPIRE_RESERVATIONS: Final = "SELECT tolem_expire_reservations($1, $2, $3, $4)"
 _FIND_PAYER: Final = """
 SELECT py.id AS payer_id, py.account_id, py.name, py.payment_code, a.status
   FROM payers py JOIN accounts a ON a.id = py.account_id
@@ -178,3 +179,14 @@ class PgStore:
         async with guarded(), self._pool.acquire() as conn:
             rows = await conn.fetch(_STATEMENT, provider_id, since, until)
         return [payment_from_row(row) for row in rows]
+
+    async def expire_reservations(
+        self,
+        provider_id: int,
+        before: datetime,
+        reason: int | None,
+        limit: int,
+    ) -> int:
+        async with guarded(), self._pool.acquire() as conn:
+            count = await conn.fetchval(_EXPIRE_RESERVATIONS, provider_id, before, reason, limit)
+        return int(count)

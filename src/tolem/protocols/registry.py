@@ -3,6 +3,9 @@
 from tolem.core.model import Protocol
 from tolem.protocols.base import ProtocolAdapter
 from tolem.protocols.click import ClickAdapter
+from tolem.protocols.payme import PaymeAdapter
 
-ADAPTERS: dict[Protocol, ProtocolAdapter] = {}
-ADAPTERS[Protocol.CLICK] = ClickAdapter()
+ADAPTERS: dict[Protocol, ProtocolAdapter] = {
+    Protocol.CLICK: ClickAdapter(),
+    Protocol.PAYME: PaymeAdapter(),
+}
