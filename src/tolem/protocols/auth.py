@@ -51,7 +51,8 @@ def basic_credentials(request: web.Request) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):
+        # ValueError also covers a token that is not ASCII at all (UnicodeEncodeError).
         return None
     login, sep, password = decoded.partition(":")
     return (login, password) if sep else None

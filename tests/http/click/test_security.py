@@ -1,0 +1,87 @@
+"""Click callers that fail the signature or the allow-list never reach the ledger; no log line
+holds the secret, a signature or a whole payment code."""
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import Factory
+from tests.http.click.conftest import SECRET, SERVICE_ID, SIGN_FAILED, ClickSide, ClickWorld, sign
+from tests.security import assert_no_secrets, captured_logs, spy_on_store
+from tolem.app import create_app
+from tolem.settings import Settings
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"sign_string": "0" * 32},
+        {"sign_string": ""},
+        {"service_id": "1"},
+        {"amount": "999"},
+    ],
+)
+async def test_bad_signature_never_reaches_the_store(
+    world: ClickWorld, monkeypatch: pytest.MonkeyPatch, override: dict[str, str]
+) -> None:
+    """A forged or altered Prepare and Complete: -1 and not one store call."""
+    calls = spy_on_store(monkeypatch)
+    prepare = world.click.prepare_fields() | override
+    complete = world.click.complete_fields(1) | override
+    for fields in (prepare, complete):
+        reply = await world.click.post(fields)
+        assert (reply.status, reply.body) == (200, SIGN_FAILED)
+    assert calls == []
+    assert await world.money() == (0, 0, 0)
+
+
+async def test_a_foreign_secret_never_reaches_the_store(
+    world: ClickWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A form signed with another merchant's secret: -1 and not one store call."""
+    calls = spy_on_store(monkeypatch)
+    fields = world.click.prepare_fields()
+    fields["sign_string"] = sign(fields, secret="another-merchant-secret")
+    reply = await world.click.post(fields)
+    assert reply.body == SIGN_FAILED
+    assert calls == []
+
+
+async def test_caller_outside_the_allow_list_never_reaches_the_store(
+    aiohttp_client: Any, settings: Settings, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A correctly signed form from outside the allow-list: -1 and not one store call."""
+    await factory.provider(
+        "click", protocol="click", allow_ips=["10.20.0.0/16"], secret=SECRET, service_id=SERVICE_ID
+    )
+    _, code = await factory.account()
+    click = ClickSide(await aiohttp_client(create_app(settings)), code)
+    calls = spy_on_store(monkeypatch)
+    reply = await click.prepare()
+    assert reply.body == SIGN_FAILED
+    assert calls == []
+
+
+async def test_the_spy_sees_a_signed_caller(world: ClickWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A correctly signed Prepare does reach the store, so the refusals above are real."""
+    calls = spy_on_store(monkeypatch)
+    reply = await world.click.prepare()
+    assert reply.body["error"] == 0
+    assert calls
+
+
+async def test_no_log_line_holds_the_secret_a_signature_or_a_code(
+    world: ClickWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Prepare, Complete, replays and forgeries: logs never show secret, sign_string or code."""
+    prepare = world.click.prepare_fields()
+    with captured_logs(caplog) as lines:
+        first = await world.click.post(prepare)
+        complete = world.click.complete_fields(first.body["merchant_prepare_id"])
+        await world.click.post(complete)
+        await world.click.post(complete)
+        await world.click.post(prepare | {"sign_string": "f" * 32})
+        await world.click.post(prepare | {"amount": "1000000000"})
+    assert await world.money() == (1000_00, 1, 1)
+    assert any("Complete" in line or "complete" in line for line in lines)
+    assert_no_secrets(lines, SECRET, prepare["sign_string"], complete["sign_string"], world.code)
