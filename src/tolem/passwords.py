@@ -1,8 +1,10 @@
 """Provider passwords: stored as salted scrypt hashes, checked cheaply per request.
 
-scrypt is deliberately slow (~50 ms), far too slow for every gateway call, so a successful
-verification is remembered by a keyed digest of (stored hash, presented password). The cache
+scrypt is deliberately slow (~50 ms), far too slow for every gateway call, so every
+verification's outcome is remembered by a keyed digest of (stored hash, presented password):
+an aggregator retrying with a wrong password costs scrypt once, not once per call. The cache
 holds no password, and a changed password (new stored hash) never matches an old entry.
+Callers on an event loop use `remembered` first and run `verify_password` in a thread.
 """
 
 import hashlib
@@ -17,7 +19,7 @@ _PREFIX: Final = "scrypt"
 # Enough for every provider's current credentials many times over; bounded all the same.
 _CACHE_LIMIT: Final = 1024
 _cache_key: Final = secrets.token_bytes(32)
-_verified: set[bytes] = set()
+_outcomes: dict[bytes, bool] = {}
 
 
 def _derive(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
@@ -31,11 +33,29 @@ def hash_password(password: str) -> str:
     return f"{_PREFIX}${_N}${_R}${_P}${salt.hex()}${digest.hex()}"
 
 
+def _marker(password: str, stored: str) -> bytes:
+    return hmac.new(_cache_key, f"{stored}\0{password}".encode(), "sha256").digest()
+
+
+def remembered(password: str, stored: str) -> bool | None:
+    """The outcome of an earlier verification of this pair, or None if there was none."""
+    return _outcomes.get(_marker(password, stored))
+
+
 def verify_password(password: str, stored: str) -> bool:
-    """Constant-time check of `password` against a stored hash; cached after a success."""
-    marker = hmac.new(_cache_key, f"{stored}\0{password}".encode(), "sha256").digest()
-    if marker in _verified:
-        return True
+    """Constant-time check of `password` against a stored hash; the outcome is cached."""
+    marker = _marker(password, stored)
+    known = _outcomes.get(marker)
+    if known is not None:
+        return known
+    good = _check(password, stored)
+    if len(_outcomes) >= _CACHE_LIMIT:
+        _outcomes.clear()
+    _outcomes[marker] = good
+    return good
+
+
+def _check(password: str, stored: str) -> bool:
     try:
         prefix, n, r, p, salt_hex, digest_hex = stored.split("$")
         if prefix != _PREFIX:
@@ -44,9 +64,4 @@ def verify_password(password: str, stored: str) -> bool:
         actual = _derive(password, bytes.fromhex(salt_hex), int(n), int(r), int(p))
     except ValueError:
         return False
-    if not hmac.compare_digest(expected, actual):
-        return False
-    if len(_verified) >= _CACHE_LIMIT:
-        _verified.clear()
-    _verified.add(marker)
-    return True
+    return hmac.compare_digest(expected, actual)

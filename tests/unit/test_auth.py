@@ -6,7 +6,7 @@ from ipaddress import ip_address, ip_network
 from aiohttp.test_utils import make_mocked_request
 
 from tolem.core.model import Protocol, Provider
-from tolem.passwords import hash_password, verify_password
+from tolem.passwords import hash_password, remembered, verify_password
 from tolem.protocols.auth import basic_credentials, client_ip, ip_allowed, password_ok
 
 
@@ -79,17 +79,17 @@ def test_basic_credentials_parsing() -> None:
         assert basic_credentials(request("1.1.1.1", {"Authorization": bad})) is None
 
 
-def test_password_check() -> None:
+async def test_password_check() -> None:
     """Right login and password pass; a wrong either fails; no hash means no credentials needed."""
     stored = hash_password("s3cret")
     p = provider(password_hash=stored, login="kiosk")
-    assert password_ok(p, ("kiosk", "s3cret"))
-    assert not password_ok(p, ("kiosk", "wrong"))
-    assert not password_ok(p, ("other", "s3cret"))
-    assert not password_ok(p, None)
-    assert password_ok(provider(password_hash=stored), ("Paycom", "s3cret"), default_login="Paycom")
-    assert not password_ok(provider(password_hash=stored), ("x", "s3cret"), default_login="Paycom")
-    assert password_ok(provider(), None)
+    assert await password_ok(p, ("kiosk", "s3cret"))
+    assert not await password_ok(p, ("kiosk", "wrong"))
+    assert not await password_ok(p, ("other", "s3cret"))
+    assert not await password_ok(p, None)
+    assert await password_ok(provider(password_hash=stored), ("Paycom", "s3cret"), default_login="Paycom")
+    assert not await password_ok(provider(password_hash=stored), ("x", "s3cret"), default_login="Paycom")
+    assert await password_ok(provider(), None)
 
 
 def test_hash_is_salted_and_verifies() -> None:
@@ -100,3 +100,14 @@ def test_hash_is_salted_and_verifies() -> None:
     assert not verify_password("pw", "scrypt$garbage")
     assert not verify_password("pw", "md5$1$2$3$00$00")
     assert "pw" not in a
+
+
+async def test_a_wrong_password_is_remembered_not_rehashed() -> None:
+    """A failed check is cached like a good one, and a new stored hash forgets both outcomes."""
+    stored = hash_password("right")
+    assert remembered("wrong", stored) is None
+    assert not await password_ok(provider(password_hash=stored), ("x", "wrong"))
+    assert remembered("wrong", stored) is False
+    assert await password_ok(provider(password_hash=stored), ("x", "right"))
+    assert remembered("right", stored) is True
+    assert remembered("right", hash_password("right")) is None

@@ -1,5 +1,6 @@
 """Caller checks shared by the protocols: IP allow-list and HTTP Basic credentials."""
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -8,7 +9,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from aiohttp import web
 
 from tolem.core.model import Provider
-from tolem.passwords import verify_password
+from tolem.passwords import remembered, verify_password
 from tolem.settings import Network
 
 IPAddress = IPv4Address | IPv6Address
@@ -58,7 +59,7 @@ def basic_credentials(request: web.Request) -> tuple[str, str] | None:
     return (login, password) if sep else None
 
 
-def password_ok(
+async def password_ok(
     provider: Provider, credentials: tuple[str, str] | None, *, default_login: str | None = None
 ) -> bool:
     """Whether Basic credentials match the provider's login (if any) and password hash.
@@ -76,5 +77,8 @@ def password_ok(
         expected_login.encode(),
     )
     # Verify the password even when the login is wrong, so timing tells nothing about which.
-    password_good = verify_password(password, provider.password_hash)
+    password_good = remembered(password, provider.password_hash)
+    if password_good is None:
+        # scrypt takes ~50 ms and releases the GIL: in a thread it stalls no other request.
+        password_good = await asyncio.to_thread(verify_password, password, provider.password_hash)
     return login_ok and password_good

@@ -124,7 +124,7 @@ class PaymeAdapter(ProtocolAdapter):
         log_line["command"] = "unparsed"
         address = client_ip(request, context.settings.trusted_proxies)
         credentials = basic_credentials(request)
-        if not ip_allowed(provider, address) or not password_ok(
+        if not ip_allowed(provider, address) or not await password_ok(
             provider, credentials, default_login=DEFAULT_LOGIN
         ):
             # Refused before the body is even read.
