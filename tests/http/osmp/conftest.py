@@ -106,9 +106,16 @@ class Kiosk:
         base.update(over)
         return {k: v for k, v in base.items() if v is not None}
 
-    async def pay(self, txn_id: str = "1001", total: str = "150.00", **over: str | None) -> Reply:
+    async def pay(
+        self,
+        txn_id: str = "1001",
+        total: str = "150.00",
+        *,
+        headers: dict[str, str] | None = None,
+        **over: str | None,
+    ) -> Reply:
         """GET pay."""
-        return await self.get(self.pay_params(txn_id, total, **over))
+        return await self.get(self.pay_params(txn_id, total, **over), headers=headers or {})
 
     async def check(
         self, txn_id: str | None = "1001", total: str | None = "150.00", **over: str | None

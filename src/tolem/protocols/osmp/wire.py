@@ -94,7 +94,9 @@ class OsmpRequest:
 
 
 def _pairs(text: str) -> list[tuple[str, str]]:
-    text = text.rstrip()
+    # A stray `&` (`...&sum=1.00&`) is common in hand-built kiosk URLs and says nothing; a field
+    # without `=` is refused, since its meaning is unknown.
+    text = "&".join(part for part in text.rstrip().split("&") if part)
     try:
         return parse_qsl(
             text,
