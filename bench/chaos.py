@@ -158,7 +158,7 @@ async def races(server: Server, dsn: str, codes: list[str], scale: float) -> Fig
     """Many concurrent identical pays per id, for many ids: one credit each, identical answers."""
     figures = Figures("races")
     ids, copies = max(int(400 * scale), 20), 8
-    plan = {f"race-{n}": (random.choice(codes), f"{random.randint(1, 500)}.00") for n in range(ids)}
+    plan = {f"1{n:06d}": (random.choice(codes), f"{random.randint(1, 500)}.00") for n in range(ids)}
     gate = asyncio.Semaphore(64)
     async with aiohttp.ClientSession() as session:
         kiosk = Kiosk(session, server.url, 30)
@@ -187,7 +187,7 @@ async def crash(server: Server, dsn: str, codes: list[str], scale: float) -> Fig
     figures = Figures("crash")
     total = max(int(3000 * scale), 100)
     plan = {
-        f"crash-{n}": (random.choice(codes), f"{random.randint(1, 500)}.{random.randint(0, 99):02d}")
+        f"2{n:06d}": (random.choice(codes), f"{random.randint(1, 500)}.{random.randint(0, 99):02d}")
         for n in range(total)
     }
     queue: asyncio.Queue[str] = asyncio.Queue()
@@ -233,7 +233,7 @@ async def outage(server: Server, database: Database, codes: list[str], scale: fl
     """PostgreSQL stops under load: only "retry" answers meanwhile; afterwards all succeed once."""
     figures = Figures("database outage")
     total = max(int(1500 * scale), 60)
-    plan = {f"outage-{n}": (random.choice(codes), "10.00") for n in range(total)}
+    plan = {f"3{n:06d}": (random.choice(codes), "10.00") for n in range(total)}
     acknowledged: dict[str, Answer] = {}
     pending: dict[str, tuple[str, str]] = {}
     down: list[float] = []  # [stopped_at, restarted_at]
@@ -288,7 +288,7 @@ async def slow(server: Server, dsn: str, codes: list[str], deadline: float) -> F
     """A lock held elsewhere: answers still come within the deadline as "retry", nothing written."""
     figures = Figures("slow database")
     victim = codes[0]
-    plan = {f"slow-{n}": (victim, "5.00") for n in range(20)}
+    plan = {f"4{n:06d}": (victim, "5.00") for n in range(20)}
     blocker = await asyncpg.connect(dsn)
     acknowledged: dict[str, Answer] = {}
     try:
