@@ -2,7 +2,12 @@
 
 from datetime import UTC, datetime
 
-from tests.http.osmp.conftest import XML_TYPE, OsmpWorld, paid, refused
+from pydantic import SecretStr
+
+from tests.conftest import Factory
+from tests.http.osmp.conftest import XML_TYPE, ClientMaker, Kiosk, OsmpWorld, paid, refused
+from tolem.app import create_app
+from tolem.settings import Settings
 
 
 async def test_pay_credits_and_answers_prv_txn(world: OsmpWorld) -> None:
@@ -102,9 +107,12 @@ async def test_account_blocked_between_check_and_pay(world: OsmpWorld) -> None:
 
 
 async def test_replay_survives_a_later_block_and_limit_change(world: OsmpWorld) -> None:
-    """A repeat of an accepted pay replays even after the account was blocked."""
+    """A repeat of an accepted pay replays even after the account was blocked and the limits
+    lowered below its sum."""
     first = await world.kiosk.pay("1031", "40.00")
     await world.factory.block(world.account_id)
+    async with world.factory.pool.acquire() as conn:
+        await conn.execute("UPDATE providers SET min_amount_minor = 1, max_amount_minor = 100")
     assert (await world.kiosk.pay("1031", "40.00")).text == first.text
     assert await world.money() == (40_00, 1, 1)
 
@@ -141,3 +149,18 @@ async def test_matching_currency_is_accepted_and_other_refused(world: OsmpWorld)
     assert "<result>0</result>" in (await world.kiosk.pay("1051", "10.00", ccy="417")).text
     assert (await world.kiosk.pay("1052", "10.00", ccy="USD")).text == refused("1052", 7, "currency refused")
     assert await world.money() == (20_00, 2, 2)
+
+
+async def test_provider_disabled_while_cached_answers_7(
+    aiohttp_client: ClientMaker, database_url: str, factory: Factory
+) -> None:
+    """A worker still holding the provider as enabled is stopped by the database: 7, no credit."""
+    await factory.provider("kiosk", protocol="osmp")
+    account_id, code = await factory.account()
+    settings = Settings(database_url=SecretStr(database_url), provider_cache_seconds=3600)
+    kiosk = Kiosk(await aiohttp_client(create_app(settings)), code)
+    assert "<result>0</result>" in (await kiosk.check("1060")).text
+    async with factory.pool.acquire() as conn:
+        await conn.execute("UPDATE providers SET enabled = false")
+    assert (await kiosk.pay("1060")).text == refused("1060", 7, "provider disabled")
+    assert await factory.balance(account_id) == 0
