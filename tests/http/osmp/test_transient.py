@@ -160,3 +160,27 @@ async def test_log_line_carries_command_masked_code_txn_amount_result(
         {"command": "unknown", "txn": "8102", "result": "300"},
     ]
     assert world.code not in repr(logs)
+
+
+async def test_client_disconnect_leaves_no_half_done_payment(world: OsmpWorld) -> None:
+    """A kiosk that hangs up while its pay waits on the database does not cut the pay short:
+    the transaction finishes whole, and the kiosk's repeat replays it; one credit."""
+    server = world.kiosk.client.server
+    query = "&".join(f"{k}={v}" for k, v in world.kiosk.pay_params("8200", "70.00").items())
+    async with held(world, "LOCK TABLE payments IN ACCESS EXCLUSIVE MODE"):
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(f"GET /gw/kiosk?{query} HTTP/1.1\r\nHost: kiosk\r\n\r\n".encode())
+        await writer.drain()
+        waiting = 0
+        while waiting == 0:
+            await asyncio.sleep(0.01)
+            waiting = await world.factory.count(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tolem'"
+                " AND wait_event_type = 'Lock'"
+            )
+        writer.close()
+        await writer.wait_closed()
+        assert await reader.read() == b""
+    again = await world.kiosk.pay("8200", "70.00")
+    assert again.text == paid("8200", await world.payment_id("8200"), "70.00")
+    assert await world.money() == (70_00, 1, 1)
