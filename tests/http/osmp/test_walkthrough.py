@@ -3,11 +3,10 @@ with the balance and the ledger checked after every step."""
 
 import asyncio
 import json
-from collections.abc import Iterator
+import os
+import sys
 from typing import Any
 
-import pytest
-import structlog
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import ledger_violations
@@ -22,25 +21,23 @@ CHECKED = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _reset_logging() -> Iterator[None]:
-    """The CLI configures structlog for the process; give the next test a clean default."""
-    yield
-    structlog.reset_defaults()
-
-
-async def tolem(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], database_url: str, *args: str
-) -> Any:
-    """Runs one `tolem ... --json` command against the test database; its parsed output."""
-    from tolem.cli import main
-
-    monkeypatch.setenv("TOLEM_DATABASE_URL", database_url)
-    monkeypatch.setenv("TOLEM_LOG_FORMAT", "json")
-    capsys.readouterr()
-    code = await asyncio.to_thread(main, [*args, "--json"])
-    out = capsys.readouterr().out
-    assert code == 0, out
+async def tolem(database_url: str, *args: str) -> Any:
+    """Runs one `tolem ... --json` command as the operator does, in its own process (so its
+    logging setup stays its own); its parsed output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLEM_")}
+    env.update(TOLEM_DATABASE_URL=database_url, TOLEM_LOG_FORMAT="json")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tolem",
+        *args,
+        "--json",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
     return json.loads(out)
 
 
@@ -48,14 +45,12 @@ async def test_readme_walkthrough(
     aiohttp_client: ClientMaker,
     settings: Settings,
     database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """provider add, account create, then check → pay → repeat pay → status → cancel over HTTP:
     each answer as documented, the balance right after each step, the ledger sound throughout."""
 
     async def cli(*args: str) -> Any:
-        return await tolem(monkeypatch, capsys, database_url, *args)
+        return await tolem(database_url, *args)
 
     added = await cli(
         "provider",
