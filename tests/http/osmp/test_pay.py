@@ -6,6 +6,7 @@ from pydantic import SecretStr
 
 from tests.conftest import Factory
 from tests.http.osmp.conftest import XML_TYPE, ClientMaker, Kiosk, OsmpWorld, paid, refused
+from tolem import metrics
 from tolem.app import create_app
 from tolem.settings import Settings
 
@@ -164,3 +165,29 @@ async def test_provider_disabled_while_cached_answers_7(
         await conn.execute("UPDATE providers SET enabled = false")
     assert (await kiosk.pay("1060")).text == refused("1060", 7, "provider disabled")
     assert await factory.balance(account_id) == 0
+
+
+async def test_metrics_count_by_command_and_result(world: OsmpWorld) -> None:
+    """Gateway calls are counted under the OSMP command and result code; replays apart."""
+
+    def sample(name: str, **labels: str) -> float:
+        return metrics.REGISTRY.get_sample_value(name, {"provider": "kiosk", **labels}) or 0.0
+
+    paid_ok = {"command": "pay", "result": "0"}
+    too_small = {"command": "pay", "result": "241"}
+    before = (
+        sample("tolem_gateway_requests_total", **paid_ok),
+        sample("tolem_gateway_requests_total", **too_small),
+        sample("tolem_replays_total"),
+        sample("tolem_credited_minor_total"),
+    )
+    await world.kiosk.pay("1070", "11.00")
+    await world.kiosk.pay("1070", "11.00")
+    await world.kiosk.pay("1071", "1.00")
+    after = (
+        sample("tolem_gateway_requests_total", **paid_ok),
+        sample("tolem_gateway_requests_total", **too_small),
+        sample("tolem_replays_total"),
+        sample("tolem_credited_minor_total"),
+    )
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 1, 1, 11_00]
