@@ -437,18 +437,25 @@ async def outage(
         for txn in plan:
             queue.put_nowait(txn)
 
-        stopped = asyncio.Event()
+        # Clients hold still while PostgreSQL is being stopped, so that the stop cannot drain
+        # the queue before it has finished: every request sent after it meets a dead database.
+        flowing = asyncio.Event()
+        flowing.set()
+        in_flight = 0
 
         async def client() -> None:
-            while not queue.empty():
-                if len(acknowledged) >= total // 4 and not stopped.is_set():
-                    # Hold the middle of the stream back until the database is really down,
-                    # so the outage is met by requests however fast the first quarter went.
-                    await stopped.wait()
-                    continue
+            nonlocal in_flight
+            while True:
+                await flowing.wait()
+                if queue.empty():
+                    return
                 txn = queue.get_nowait()
                 sent_at = time.monotonic()
-                answer = await kiosk.pay(txn, *plan[txn])
+                in_flight += 1
+                try:
+                    answer = await kiosk.pay(txn, *plan[txn])
+                finally:
+                    in_flight -= 1
                 inside = len(down) == 1 and sent_at > down[0]
                 if inside:
                     during["retry" if answer.result == RETRY else f"result {answer.result}"] += 1
@@ -466,13 +473,18 @@ async def outage(
         async def operator() -> None:
             while len(acknowledged) < total // 4:
                 await asyncio.sleep(0.01)
+            flowing.clear()
+            while in_flight:
+                await asyncio.sleep(0.01)
             await asyncio.to_thread(database.stop_server, "fast")
             down.append(time.monotonic())
-            stopped.set()
+            flowing.set()
             while queue.qsize() > total // 4:
                 await asyncio.sleep(0.05)
-            await asyncio.to_thread(database.start_server)
+            # Marked before starting: once PostgreSQL accepts connections again, which is before
+            # start_server returns, a success is a real one and must not count as "while down".
             down.append(time.monotonic())
+            await asyncio.to_thread(database.start_server)
 
         await asyncio.gather(operator(), *(client() for _ in range(16)))
         figures.notes.append(f"answers while down: {dict(during)}")

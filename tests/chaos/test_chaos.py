@@ -3,9 +3,9 @@ for every protocol."""
 
 import pytest
 
-from bench.chaos import Figures, run
+from bench.chaos import CALLERS, Figures, run
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("protocol", ["click", "payme"])]
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("protocol", sorted(CALLERS))]
 
 
 def promised_zeros(figures: Figures) -> tuple[int, int, int, int]:

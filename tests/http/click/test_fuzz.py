@@ -83,5 +83,4 @@ async def test_any_form_gets_a_click_answer(world: ClickWorld, data: st.DataObje
     assert isinstance(answer["error_note"], str)
     if code != ClickError.SUCCESS:
         assert await money(world.factory) == before
-    else:
-        assert (await money(world.factory))[0] >= before[0]
+    # A success may reserve, credit or cancel; the ledger audit after the test judges those.

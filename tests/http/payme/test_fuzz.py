@@ -127,10 +127,7 @@ async def test_any_body_gets_a_valid_payme_answer(
         assert isinstance(answer["error"]["message"], dict | str)
         # Reservations (CreateTransaction) may store a payment; a refusal must store nothing.
         assert await money(payme.factory) == before
-    else:
-        balance_before, _, _ = before
-        balance_after, _, _ = await money(payme.factory)
-        assert balance_after >= balance_before
+    # A success may reserve, credit or reverse; the ledger audit after the test judges those.
 
 
 @given(data=st.data())
