@@ -55,6 +55,26 @@ POOL_SIZE: Final = Gauge(
     "Database connections open in the pool.",
     registry=REGISTRY,
 )
+JOURNAL_WRITTEN: Final = Counter(
+    "tolem_journal_rows_written_total",
+    "Gateway calls written to the request journal.",
+    registry=REGISTRY,
+)
+JOURNAL_DROPPED: Final = Counter(
+    "tolem_journal_rows_dropped_total",
+    "Gateway calls not journaled: buffer full during a database outage, or a row refused.",
+    registry=REGISTRY,
+)
+JOURNAL_WRITE_FAILURES: Final = Counter(
+    "tolem_journal_write_failures_total",
+    "Journal batches the database did not accept (retried).",
+    registry=REGISTRY,
+)
+JOURNAL_BUFFERED: Final = Gauge(
+    "tolem_journal_rows_buffered",
+    "Gateway calls waiting in memory to be journaled.",
+    registry=REGISTRY,
+)
 
 
 class PrometheusObserver(Observer):
