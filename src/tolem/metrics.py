@@ -75,6 +75,12 @@ JOURNAL_BUFFERED: Final = Gauge(
     "Gateway calls waiting in memory to be journaled.",
     registry=REGISTRY,
 )
+ADMIN_REQUESTS: Final = Counter(
+    "tolem_admin_requests_total",
+    "Admin API calls by route and HTTP status (route none: refused before routing).",
+    ["route", "status"],
+    registry=REGISTRY,
+)
 
 
 class PrometheusObserver(Observer):
