@@ -1,6 +1,7 @@
 """The HTTP application: health, metrics, and /gw/{provider} dispatching to protocol adapters."""
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from typing import Any, Final
 import asyncpg
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from tolem import metrics
 from tolem.core.errors import TemporarilyUnavailable
@@ -93,6 +94,26 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
 
 
+# How often each worker refreshes its pool gauges; a scrape may reach any worker.
+POOL_GAUGE_SECONDS: Final = 1.0
+
+
+async def _pool_gauges(app: web.Application) -> AsyncIterator[None]:
+    pool = app[POOL]
+
+    async def refresh() -> None:
+        while True:
+            metrics.POOL_SIZE.set(pool.get_size())
+            metrics.POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
+            await asyncio.sleep(POOL_GAUGE_SECONDS)
+
+    task = asyncio.create_task(refresh(), name="tolem-pool-gauges")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _journal(app: web.Application) -> AsyncIterator[None]:
     # After _database in cleanup_ctx, so the last rows are written before the pool closes.
     writer = JournalWriter(app[POOL])
@@ -159,7 +180,7 @@ async def metrics_view(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     metrics.POOL_SIZE.set(pool.get_size())
     metrics.POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
-    body = generate_latest(metrics.REGISTRY)
+    body = metrics.exposition()
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
@@ -215,6 +236,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> web.A
         app[POOL] = pool
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_journal)
+    app.cleanup_ctx.append(_pool_gauges)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)

@@ -8,8 +8,10 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -678,6 +680,20 @@ def _serve(settings: Settings) -> int:
         _serve_one(settings, reuse_port=False)
         return 0
     # Each worker binds the same port with SO_REUSEPORT; the kernel spreads connections.
+    # A scrape of /metrics lands on one worker; a shared directory lets it report them all.
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.mkdtemp(prefix="tolem-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _run_workers(settings)
+    finally:
+        if metrics_dir is not None:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_workers(settings: Settings) -> int:
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_serve_one, args=(settings, True), name=f"tolem-worker-{i}")
