@@ -76,8 +76,9 @@ def _scrub_json(value: Any, key: str | None = None) -> Any:
         return {k: _scrub_json(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [_scrub_json(v, key) for v in value]
-    if lowered in _CODE_KEYS and isinstance(value, str | int) and not isinstance(value, bool):
-        return mask(str(value))
+    # Only text: Payme's error objects carry their numeric error code under "code" too.
+    if lowered in _CODE_KEYS and isinstance(value, str):
+        return mask(value)
     return value
 
 

@@ -113,6 +113,11 @@ class TestScrubbing:
             "merchant_trans_id": "********7897",
         }
 
+    def test_numeric_error_codes_are_kept(self) -> None:
+        """A JSON-RPC error's numeric `code` is a result, not a payment code: it stays as it is."""
+        body = json.dumps({"id": 7, "error": {"code": -31050, "message": {"en": "x"}, "data": "code"}})
+        assert json.loads(scrub_body(body)) == json.loads(body)
+
     def test_xml_and_bare_issued_codes_masked(self) -> None:
         """XML fields named like codes are masked, and so is any bare issued-shape code."""
         body = "<r><account>ZX-99887766</account><comment>paid 001234567897 ok</comment></r>"
