@@ -582,14 +582,12 @@ def _journal_text(row: journal_db.JournalRow) -> str:
 
 async def cmd_journal(args: argparse.Namespace, settings: Settings) -> int:
     """What aggregators asked and what we answered, newest first."""
-    from tolem.journal import code_filter  # noqa: PLC0415 - keeps aiohttp out of other commands
-
     if args.limit < 1 or args.limit > 10_000:
         raise UsageError("--limit must be 1 to 10000")
     where = journal_db.JournalFilter(
         provider=args.provider,
         txn=args.txn,
-        code_masked=None if args.code is None else code_filter(_code(args.code)),
+        code=None if args.code is None else _code(args.code),
         since=_moment(args.since, settings),
         until=_moment(args.until, settings),
     )

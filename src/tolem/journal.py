@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 
 from tolem import metrics
-from tolem.core.codes import mask, normalize
+from tolem.core.codes import mask
 from tolem.db import journal as journal_db
 from tolem.db.journal import JournalEntry
 
@@ -269,8 +269,3 @@ def parse_moment(text: str, zone: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(zone))
     return value
-
-
-def code_filter(code: str) -> str:
-    """What a full payment code looks like in the journal (masked), for searching."""
-    return mask(normalize(code)) or ""

@@ -170,7 +170,7 @@ class TestStorage:
         )
         by_txn = await journal_db.search(pool, JournalFilter(provider="pay24", txn="123"), limit=10)
         assert [(r.provider, r.txn) for r in by_txn] == [("pay24", "123")]
-        by_code = await journal_db.search(pool, JournalFilter(code_masked="********1111"), limit=10)
+        by_code = await journal_db.search(pool, JournalFilter(code="ZZ-000001111"), limit=10)
         assert [r.txn for r in by_code] == ["123"]
         window = JournalFilter(since=base + timedelta(minutes=30), until=base + timedelta(hours=2))
         assert [r.txn for r in await journal_db.search(pool, window, limit=10)] == ["124"]
@@ -178,6 +178,33 @@ class TestStorage:
         rest = await journal_db.search(pool, JournalFilter(before_id=first[-1].id), limit=2)
         assert [r.provider for r in first + rest] == ["elsom", "pay24", "pay24"]
         assert first[0].details == {"amount": 15000}
+
+    async def test_code_search_leaves_out_payments_to_lookalike_codes(
+        self, pool: asyncpg.Pool, factory: Factory
+    ) -> None:
+        """Two codes that mask alike: a code's search drops the calls that paid the other one."""
+        from tolem.core.model import PayCommand
+        from tolem.core.service import PaymentService
+        from tolem.db.store import PgStore
+
+        provider = await factory.provider("pay24")
+        _, mine = await factory.account(payment_code="AA-000001234")
+        _, theirs = await factory.account(payment_code="BB-000001234")
+        service = PaymentService(PgStore(pool))
+        await service.pay(provider, PayCommand("mine-1", mine, 100_00))
+        await service.pay(provider, PayCommand("theirs-1", theirs, 100_00))
+        masked = mask(mine)
+        assert masked == mask(theirs)
+        await journal_db.insert_many(
+            pool,
+            [
+                entry("pay24", "mine-1", code_masked=masked),
+                entry("pay24", "theirs-1", code_masked=masked),
+                entry("pay24", "check-only", code_masked=masked, command="check"),
+            ],
+        )
+        found = await journal_db.search(pool, JournalFilter(code=mine), limit=10)
+        assert [r.txn for r in found] == ["check-only", "mine-1"]
 
 
 class TestWriter:

@@ -23,7 +23,6 @@ from tolem.core.money import format_amount
 from tolem.db import accounts as account_db
 from tolem.db import journal as journal_db
 from tolem.db import providers as provider_db
-from tolem.journal import code_filter
 from tolem.log import LOG_LINE
 from tolem.settings import Settings
 
@@ -307,7 +306,7 @@ async def journal(call: Call) -> BaseModel:
     where = journal_db.JournalFilter(
         provider=query.provider,
         txn=query.txn,
-        code_masked=None if query.code is None else code_filter(query.code),
+        code=query.code,
         since=_in_zone(query.since, zone),
         until=_in_zone(query.until, zone),
         before_id=query.before,

@@ -8,6 +8,8 @@ from typing import Any, Final
 
 import asyncpg
 
+from tolem.core.codes import mask
+
 # One statement per batch: the arrays travel in a single round trip however many rows there are.
 _INSERT: Final = """
 INSERT INTO request_journal (received_at, provider, remote_addr, method, command, txn, code_masked,
@@ -68,11 +70,17 @@ class JournalRow:
 
 @dataclass(frozen=True, slots=True)
 class JournalFilter:
-    """What `tolem journal` and GET /admin/journal narrow by; every field optional."""
+    """What `tolem journal` and GET /admin/journal narrow by; every field optional.
+
+    `code` is a full (normalized) payment code. Only its masked form is stored, so rows are
+    matched on that, minus the rows whose transaction became a payment to another code: what
+    is left are this code's calls and calls that paid nothing (checks, refusals) for codes that
+    merely end the same way.
+    """
 
     provider: str | None = None
     txn: str | None = None
-    code_masked: str | None = None
+    code: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     before_id: int | None = None
@@ -115,21 +123,29 @@ async def search(
 ) -> list[JournalRow]:
     """Matching rows, newest first; page on with before_id = the last row's id."""
     rows = await conn.fetch(
-        f"""SELECT {_COLUMNS} FROM request_journal
+        f"""SELECT {_COLUMNS} FROM request_journal j
              WHERE ($1::text IS NULL OR provider = $1)
                AND ($2::text IS NULL OR txn = $2)
-               AND ($3::text IS NULL OR code_masked = $3)
+               AND ($3::text IS NULL OR (
+                     code_masked = $8
+                     AND NOT EXISTS (
+                         SELECT 1 FROM payments p
+                           JOIN providers pr ON pr.id = p.provider_id
+                           JOIN payers py ON py.id = p.payer_id
+                          WHERE pr.name = j.provider AND p.external_id = j.txn
+                            AND py.payment_code <> $3)))
                AND ($4::timestamptz IS NULL OR received_at >= $4)
                AND ($5::timestamptz IS NULL OR received_at < $5)
                AND ($6::bigint IS NULL OR id < $6)
              ORDER BY id DESC LIMIT $7""",
         where.provider,
         where.txn,
-        where.code_masked,
+        where.code,
         where.since,
         where.until,
         where.before_id,
         limit,
+        None if where.code is None else mask(where.code),
     )
     return [_row(r) for r in rows]
 
