@@ -85,6 +85,12 @@ class TestToken:
             {"error": {"code": "not_found", "message": "no such admin path"}},
         )
 
+    async def test_wrong_method_is_405_with_allow(self, admin: TestClient) -> None:
+        """A known path called with another method answers 405 and says which methods work."""
+        response = await admin.get("/admin/accounts", headers=AUTH)
+        assert (response.status, response.headers["Allow"]) == (405, "POST")
+        assert (await response.json())["error"] == {"code": "method_not_allowed", "message": "use POST"}
+
     async def test_token_is_never_logged(self, admin: TestClient) -> None:
         """The canonical log line of an admin call names the route, never the token."""
         with capture_logs() as logs:

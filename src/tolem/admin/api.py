@@ -512,9 +512,6 @@ def _guard(token: bytes) -> Any:
         except ApiError as exc:
             status = exc.status
             return _error_response(exc)
-        except web.HTTPMethodNotAllowed:
-            status = 405
-            return _error_response(ApiError(405, "method_not_allowed", "method not allowed"))
         except _DB_ERRORS as exc:
             status = 503
             request[LOG_LINE]["error"] = type(exc).__name__
@@ -525,7 +522,19 @@ def _guard(token: bytes) -> Any:
     return guard
 
 
-async def _not_found(_request: web.Request) -> web.StreamResponse:
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    # The catch-all also receives known paths called with another method: tell those apart.
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource.name == "not_found":
+            continue
+        _, methods = await resource.resolve(request)
+        allowed |= methods
+    if allowed:
+        error = ApiError(405, "method_not_allowed", f"use {', '.join(sorted(allowed))}")
+        response = _error_response(error)
+        response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
     raise ApiError(404, "not_found", "no such admin path")
 
 
