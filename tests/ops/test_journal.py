@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import Factory
-from tests.ops.conftest import Cli, ClickWorld
+from tests.ops.conftest import Cli, ClickWorld, Payme
 from tolem.app import JOURNAL
 from tolem.core.codes import mask
 from tolem.db import journal as journal_db
@@ -95,6 +95,38 @@ class TestGatewayRecording:
         rows = await journal_rows(world)
         assert [r["txn"] for r in rows] == ["779", "779"]
         assert await world.factory.count("SELECT count(*) FROM payments") == 1
+
+
+class TestPaymeRecording:
+    async def test_statement_codes_masked_error_codes_kept_key_never_stored(
+        self, payme: Payme, account: tuple[int, str], clock: Any
+    ) -> None:
+        """Payme's statement is journaled with codes masked, errors keep their numbers, the key is nowhere."""
+        from tests.http.payme.conftest import KEY, basic
+
+        _, code = account
+        assert "result" in await payme.create("p-1", code, 1000, clock.ms())
+        statement = await payme.call("GetStatement", {"from": 0, "to": clock.ms() + 1})
+        assert statement["result"]["transactions"][0]["account"] == {"code": code}
+        unknown = await payme.create("p-2", "ZZ-404", 1000, clock.ms())
+        refused = await payme.call("CheckTransaction", {"id": "p-1"}, auth=basic("Paycom", KEY[:-1] + "x"))
+        await payme.client.app[JOURNAL].flush()
+        async with payme.factory.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT command, txn, result, response_body FROM request_journal ORDER BY id"
+            )
+        assert [(r["command"], r["txn"]) for r in rows] == [
+            ("CreateTransaction", "p-1"),
+            ("GetStatement", None),
+            ("CreateTransaction", "p-2"),
+            ("refused", None),
+        ]
+        stored = json.loads(rows[1]["response_body"])
+        assert stored["result"]["transactions"][0]["account"] == {"code": mask(code)}
+        assert json.loads(rows[2]["response_body"])["error"]["code"] == unknown["error"]["code"]
+        assert rows[3]["result"] == str(refused["error"]["code"])
+        everything = json.dumps([dict(r) for r in rows])
+        assert code not in everything and KEY not in everything
 
 
 class TestScrubbing:
