@@ -133,9 +133,9 @@ def _record_call(
     started: float,
 ) -> None:
     """Hands the finished call to the journal writer (memory only: no round trip)."""
-    address = client_ip(request, request.app[SETTINGS].trusted_proxies)
-    request.app[JOURNAL].record(
-        entry_for(
+    try:
+        address = client_ip(request, request.app[SETTINGS].trusted_proxies)
+        entry = entry_for(
             provider=provider.name,
             method=request.method,
             remote_addr=None if address is None else str(address),
@@ -145,7 +145,11 @@ def _record_call(
             response=response,
             request_id=request.get(REQUEST_ID),
         )
-    )
+    except Exception:  # noqa: BLE001 - the answer (maybe for a committed credit) must still go out
+        metrics.JOURNAL_DROPPED.inc()
+        _log.exception("journal_entry_failed", provider=provider.name)
+        return
+    request.app[JOURNAL].record(entry)
 
 
 async def healthz(_request: web.Request) -> web.Response:
