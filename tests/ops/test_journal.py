@@ -1,5 +1,6 @@
 """The request journal: every gateway call to a known provider, masked, searchable, archivable."""
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -266,6 +267,17 @@ class TestWriter:
             assert await writer._pool.fetchval("SELECT txn FROM request_journal") == "kept"
         finally:
             await writer._pool.close()
+
+    async def test_close_writes_what_is_buffered(self, pool: asyncpg.Pool) -> None:
+        """Closing a running writer, even while it is writing, leaves every recorded entry stored."""
+        writer = JournalWriter(pool, interval=0, batch=1)
+        writer.start()
+        for n in range(50):
+            writer.record(entry(txn=str(n)))
+            if n == 25:
+                await asyncio.sleep(0)
+        await writer.close()
+        assert await pool.fetchval("SELECT count(*) FROM request_journal") == 50
 
     async def test_a_refused_row_does_not_hold_back_its_batch(self, pool: asyncpg.Pool) -> None:
         """A row the schema refuses is dropped alone; its batch-mates are written."""
