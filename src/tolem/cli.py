@@ -565,10 +565,12 @@ def _journal_dict(row: journal_db.JournalRow) -> dict[str, Any]:
     return asdict(row)
 
 
-def _journal_text(row: journal_db.JournalRow) -> str:
+def _journal_text(row: journal_db.JournalRow, zone: ZoneInfo) -> str:
+    # Local time of the deployment, as operators type --since/--until; the offset is shown.
+    local = row.received_at.astimezone(zone)
     head = (
-        f"{row.received_at:%Y-%m-%d %H:%M:%S.%f}"[:-3]
-        + f"  #{row.id}  {row.provider}  {row.remote_addr or '-'}  {row.method} {row.command}  "
+        f"{local:%Y-%m-%d %H:%M:%S.%f}"[:-3]
+        + f"{local:%z}  #{row.id}  {row.provider}  {row.remote_addr or '-'}  {row.method} {row.command}  "
         f"txn={row.txn or '-'}  code={row.code_masked or '-'}  result={row.result or '-'}  "
         f"http={row.http_status}  {row.duration_us / 1000:.1f}ms"
     )
@@ -600,7 +602,7 @@ async def cmd_journal(args: argparse.Namespace, settings: Settings) -> int:
     _emit(
         args,
         [_journal_dict(r) for r in rows],
-        "\n".join(_journal_text(r) for r in rows) or "no matching calls",
+        "\n".join(_journal_text(r, ZoneInfo(settings.timezone)) for r in rows) or "no matching calls",
     )
     return 0
 

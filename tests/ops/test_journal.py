@@ -295,10 +295,12 @@ class TestWriter:
 class TestCli:
     async def test_journal_answers_did_you_receive_txn(self, cli: Cli, pool: asyncpg.Pool) -> None:
         """`tolem journal --provider pay24 --txn 123` shows what was asked and what we answered."""
-        await journal_db.insert_many(pool, [entry("pay24", "123"), entry("pay24", "999")])
+        at = datetime(2026, 11, 25, 8, 30, tzinfo=UTC)
+        await journal_db.insert_many(pool, [entry("pay24", "123", at), entry("pay24", "999")])
         run = await cli("journal", "--provider", "pay24", "--txn", "123")
         assert run.code == 0, run.err
         assert "pay24" in run.out and "txn=123" in run.out and "<result>0</result>" in run.out
+        assert run.out.startswith("2026-11-25 14:30:00.000+0600  #")
         assert "txn=999" not in run.out
         as_json = await cli("journal", "--txn", "123", "--json")
         [row] = as_json.json()
