@@ -1,14 +1,16 @@
 """The HTTP application: health, metrics, and /gw/{provider} dispatching to protocol adapters."""
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Final
+from datetime import UTC, datetime
+from typing import Any, Final
 
 import asyncpg
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from tolem import metrics
 from tolem.core.errors import TemporarilyUnavailable
@@ -18,7 +20,9 @@ from tolem.db import migrate
 from tolem.db import providers as provider_db
 from tolem.db.pool import create_pool
 from tolem.db.store import PgStore
-from tolem.log import LOG_LINE, canonical_log_line
+from tolem.journal import JournalWriter, entry_for
+from tolem.log import LOG_LINE, REQUEST_ID, canonical_log_line
+from tolem.protocols.auth import client_ip
 from tolem.protocols.base import GatewayContext
 from tolem.protocols.registry import ADAPTERS
 from tolem.settings import Settings
@@ -68,6 +72,7 @@ class ProviderCache:
 
 
 PROVIDERS: Final = web.AppKey("providers", ProviderCache)
+JOURNAL: Final = web.AppKey("journal", JournalWriter)
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -87,6 +92,64 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     yield
     if owned:
         await pool.close()
+
+
+# How often each worker refreshes its pool gauges; a scrape may reach any worker.
+POOL_GAUGE_SECONDS: Final = 1.0
+
+
+async def _pool_gauges(app: web.Application) -> AsyncIterator[None]:
+    pool = app[POOL]
+
+    async def refresh() -> None:
+        while True:
+            metrics.POOL_SIZE.set(pool.get_size())
+            metrics.POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
+            await asyncio.sleep(POOL_GAUGE_SECONDS)
+
+    task = asyncio.create_task(refresh(), name="tolem-pool-gauges")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _journal(app: web.Application) -> AsyncIterator[None]:
+    # After _database in cleanup_ctx, so the last rows are written before the pool closes.
+    writer = JournalWriter(app[POOL])
+    app[JOURNAL] = writer
+    writer.start()
+    yield
+    await writer.close()
+
+
+def _record_call(
+    request: web.Request,
+    provider: Provider,
+    *,
+    line: dict[str, Any],
+    response: web.StreamResponse,
+    received_at: datetime,
+    started: float,
+) -> None:
+    """Hands the finished call to the journal writer (memory only: no round trip)."""
+    try:
+        address = client_ip(request, request.app[SETTINGS].trusted_proxies)
+        entry = entry_for(
+            provider=provider.name,
+            method=request.method,
+            remote_addr=None if address is None else str(address),
+            received_at=received_at,
+            duration_s=time.perf_counter() - started,
+            line=line,
+            response=response,
+            request_id=request.get(REQUEST_ID),
+        )
+    except Exception:  # noqa: BLE001 - the answer (maybe for a committed credit) must still go out
+        metrics.JOURNAL_DROPPED.inc()
+        _log.exception("journal_entry_failed", provider=provider.name)
+        return
+    request.app[JOURNAL].record(entry)
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -121,7 +184,7 @@ async def metrics_view(request: web.Request) -> web.Response:
     pool = request.app[POOL]
     metrics.POOL_SIZE.set(pool.get_size())
     metrics.POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
-    body = generate_latest(metrics.REGISTRY)
+    body = metrics.exposition()
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
@@ -146,11 +209,13 @@ async def gateway(request: web.Request) -> web.StreamResponse:
     line = request[LOG_LINE]
     line["provider"] = provider.name
     context = GatewayContext(service=request.app[SERVICE], settings=request.app[SETTINGS])
+    received_at = datetime.now(UTC)
     started = time.perf_counter()
     try:
         async with asyncio.timeout(context.settings.request_deadline):
             response = await adapter.handle(request, provider, context, line)
-    except web.HTTPException:
+    except web.HTTPException as exc:
+        _record_call(request, provider, line=line, response=exc, received_at=received_at, started=started)
         raise
     except TimeoutError:
         line.update(error="deadline", result=line.get("result", "temporary"))
@@ -162,6 +227,7 @@ async def gateway(request: web.Request) -> web.StreamResponse:
     command = str(line.get("command", "unknown"))
     metrics.GATEWAY_REQUESTS.labels(provider.name, command, str(line.get("result", ""))).inc()
     metrics.GATEWAY_LATENCY.labels(provider.name, command).observe(time.perf_counter() - started)
+    _record_call(request, provider, line=line, response=response, received_at=received_at, started=started)
     return response
 
 
@@ -173,9 +239,16 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> web.A
     if pool is not None:
         app[POOL] = pool
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_journal)
+    app.cleanup_ctx.append(_pool_gauges)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_route("GET", "/gw/{provider}", gateway)
     app.router.add_route("POST", "/gw/{provider}", gateway)
+    if settings.admin_token is not None:
+        # Unset token: nothing is mounted, so /admin/... is an ordinary 404.
+        from tolem.admin.api import PREFIX, build_admin_app  # noqa: PLC0415 - only when enabled
+
+        app.add_subapp(PREFIX, build_admin_app(settings, lambda: app[POOL]))
     return app

@@ -8,8 +8,10 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -25,6 +27,7 @@ from tolem.core.money import AmountError, format_amount, parse_amount
 from tolem.database import resolve_database
 from tolem.db import accounts as account_db
 from tolem.db import audit as audit_db
+from tolem.db import journal as journal_db
 from tolem.db import migrate as migrate_db
 from tolem.db import providers as provider_db
 from tolem.db.embedded import EmbeddedUnavailable
@@ -547,6 +550,101 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if found else 0
 
 
+def _moment(text: str | None, settings: Settings) -> datetime | None:
+    from tolem.journal import parse_moment  # noqa: PLC0415 - keeps aiohttp out of other commands
+
+    if text is None:
+        return None
+    try:
+        return parse_moment(text, settings.timezone)
+    except ValueError as exc:
+        raise UsageError(f"not an ISO date or date-time: {text!r}") from exc
+
+
+def _journal_dict(row: journal_db.JournalRow) -> dict[str, Any]:
+    return asdict(row)
+
+
+def _journal_text(row: journal_db.JournalRow, zone: ZoneInfo) -> str:
+    # Local time of the deployment, as operators type --since/--until; the offset is shown.
+    local = row.received_at.astimezone(zone)
+    head = (
+        f"{local:%Y-%m-%d %H:%M:%S.%f}"[:-3]
+        + f"{local:%z}  #{row.id}  {row.provider}  {row.remote_addr or '-'}  {row.method} {row.command}  "
+        f"txn={row.txn or '-'}  code={row.code_masked or '-'}  result={row.result or '-'}  "
+        f"http={row.http_status}  {row.duration_us / 1000:.1f}ms"
+    )
+    lines = [head]
+    if row.details:
+        lines.append("    " + json.dumps(row.details, ensure_ascii=False))
+    if row.response_body:
+        lines.append("    " + row.response_body.replace("\n", "\n    "))
+    return "\n".join(lines)
+
+
+async def cmd_journal(args: argparse.Namespace, settings: Settings) -> int:
+    """What aggregators asked and what we answered, newest first."""
+    if args.limit < 1 or args.limit > 10_000:
+        raise UsageError("--limit must be 1 to 10000")
+    where = journal_db.JournalFilter(
+        provider=args.provider,
+        txn=args.txn,
+        code=None if args.code is None else _code(args.code),
+        since=_moment(args.since, settings),
+        until=_moment(args.until, settings),
+    )
+    conn = await _connect(settings)
+    try:
+        await _require_current(conn)
+        rows = await journal_db.search(conn, where, limit=args.limit)
+    finally:
+        await conn.close()
+    _emit(
+        args,
+        [_journal_dict(r) for r in rows],
+        "\n".join(_journal_text(r, ZoneInfo(settings.timezone)) for r in rows) or "no matching calls",
+    )
+    return 0
+
+
+async def cmd_journal_archive(args: argparse.Namespace, settings: Settings) -> int:
+    """Moves journal rows older than --before into a JSON-lines file, then deletes them."""
+    before = _moment(args.before, settings)
+    assert before is not None
+    path = Path(args.to)
+    try:
+        out = path.open("x", encoding="utf-8")  # noqa: ASYNC230 - a CLI writing one file, closed below
+    except FileExistsError as exc:
+        raise UsageError(f"{path} exists; archives are never overwritten") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot create {path}: {exc.strerror}") from exc
+
+    def write(row: journal_db.JournalRow) -> None:
+        out.write(json.dumps(_journal_dict(row), default=_json_default, ensure_ascii=False) + "\n")
+
+    def sync() -> None:
+        out.flush()
+        os.fsync(out.fileno())
+
+    conn = await _connect(settings)
+    moved = 0
+    try:
+        await _require_current(conn)
+        moved = await journal_db.archive(conn, before, write, sync)
+    finally:
+        await conn.close()
+        out.close()
+        if moved == 0:
+            path.unlink(missing_ok=True)  # noqa: ASYNC240 - nothing was archived: no empty file
+    _emit(
+        args,
+        {"archived": moved, "before": before, "file": str(path) if moved else None},
+        f"archived {moved} journal row(s) received before {before.isoformat()}"
+        + (f" into {path}" if moved else ""),
+    )
+    return 0
+
+
 # --- serve ------------------------------------------------------------------------------------
 
 
@@ -582,6 +680,20 @@ def _serve(settings: Settings) -> int:
         _serve_one(settings, reuse_port=False)
         return 0
     # Each worker binds the same port with SO_REUSEPORT; the kernel spreads connections.
+    # A scrape of /metrics lands on one worker; a shared directory lets it report them all.
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.mkdtemp(prefix="tolem-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _run_workers(settings)
+    finally:
+        if metrics_dir is not None:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _run_workers(settings: Settings) -> int:
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=_serve_one, args=(settings, True), name=f"tolem-worker-{i}")
@@ -686,6 +798,22 @@ def build_parser() -> argparse.ArgumentParser:  # noqa: PLR0915 - one flat comma
     imp = a_cmds.add_parser("import", parents=[common])
     imp.add_argument("file")
     imp.set_defaults(run=cmd_account_import)
+
+    journal = commands.add_parser(
+        "journal", parents=[common], help="what aggregators asked and what we answered"
+    )
+    journal.add_argument("--provider")
+    journal.add_argument("--txn", help="the provider's transaction id")
+    journal.add_argument("--code", help="payment code (matched by its masked form)")
+    journal.add_argument("--since", help="ISO date or date-time (zone: TOLEM_TIMEZONE unless given)")
+    journal.add_argument("--until", help="ISO date or date-time, exclusive")
+    journal.add_argument("--limit", type=int, default=100)
+    journal.set_defaults(run=cmd_journal)
+    j_cmds = journal.add_subparsers(dest="journal_command", parser_class=_Parser)
+    archive = j_cmds.add_parser("archive", parents=[common])
+    archive.add_argument("--before", required=True, help="ISO date or date-time, exclusive")
+    archive.add_argument("--to", required=True, metavar="FILE.jsonl", help="new file to write")
+    archive.set_defaults(run=cmd_journal_archive)
 
     payer = commands.add_parser("payer", parents=[common], help="payers and their codes")
     pay_cmds = payer.add_subparsers(dest="payer_command", required=True, parser_class=_Parser)

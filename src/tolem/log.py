@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 
 LOG_LINE: Final = web.RequestKey("log_line", dict)
+REQUEST_ID: Final = web.RequestKey("request_id", str)
 _log = structlog.get_logger("tolem.http")
 _REQUEST_ID_HEADER: Final = "X-Request-Id"
 _MAX_REQUEST_ID: Final = 64
@@ -70,6 +71,7 @@ async def canonical_log_line(request: web.Request, handler: Handler) -> web.Stre
     request_id = given if 0 < len(given) <= _MAX_REQUEST_ID and given.isprintable() else uuid.uuid4().hex
     line: dict[str, Any] = {}
     request[LOG_LINE] = line
+    request[REQUEST_ID] = request_id
     status = 500
     try:
         response = await handler(request)

@@ -1,8 +1,14 @@
-"""Prometheus metrics operators watch. One registry per process (module level)."""
+"""Prometheus metrics operators watch. One registry per process (module level).
 
+With several worker processes (`TOLEM_WORKERS` > 1) a scrape reaches whichever worker the
+kernel picks, so `tolem serve` points PROMETHEUS_MULTIPROC_DIR at a fresh directory before
+starting them: each worker then writes its values there and every scrape sums all workers.
+"""
+
+import os
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from tolem.core.model import Provider
 from tolem.core.service import Observer
@@ -49,12 +55,52 @@ POOL_IN_USE: Final = Gauge(
     "tolem_db_pool_connections_in_use",
     "Database connections currently lent out.",
     registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 POOL_SIZE: Final = Gauge(
     "tolem_db_pool_connections",
     "Database connections open in the pool.",
     registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
+JOURNAL_WRITTEN: Final = Counter(
+    "tolem_journal_rows_written_total",
+    "Gateway calls written to the request journal.",
+    registry=REGISTRY,
+)
+JOURNAL_DROPPED: Final = Counter(
+    "tolem_journal_rows_dropped_total",
+    "Gateway calls not journaled: buffer full during a database outage, or a row refused.",
+    registry=REGISTRY,
+)
+JOURNAL_WRITE_FAILURES: Final = Counter(
+    "tolem_journal_write_failures_total",
+    "Journal batches the database did not accept (retried).",
+    registry=REGISTRY,
+)
+JOURNAL_BUFFERED: Final = Gauge(
+    "tolem_journal_rows_buffered",
+    "Gateway calls waiting in memory to be journaled.",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+ADMIN_REQUESTS: Final = Counter(
+    "tolem_admin_requests_total",
+    "Admin API calls by route and HTTP status (route none: refused before routing).",
+    ["route", "status"],
+    registry=REGISTRY,
+)
+
+MULTIPROCESS_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def exposition() -> bytes:
+    """The text a scrape gets: this process's registry, or every worker's when there are several."""
+    if os.environ.get(MULTIPROCESS_DIR_ENV):
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+        return generate_latest(combined)
+    return generate_latest(REGISTRY)
 
 
 class PrometheusObserver(Observer):

@@ -1,0 +1,288 @@
+"""Recording gateway calls in the request journal without slowing the answer down.
+
+The gateway hands each finished call to `JournalWriter.record`, which only appends to an
+in-memory buffer; a background task writes the buffer in batches (one INSERT per batch). So a
+pay costs no extra database round trip, and a journal outage cannot fail or delay a payment.
+
+The price: rows still buffered when the process dies (at most `interval` seconds' worth, or
+whatever a database outage held back) are lost. The journal is evidence of the conversation,
+not the money: payments and the ledger are written in the pay transaction itself and stay the
+source of truth; the canonical log line of each call is the second copy.
+"""
+
+import asyncio
+import contextlib
+import json
+import re
+from datetime import datetime
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import structlog
+from aiohttp import web
+
+from tolem import metrics
+from tolem.core.codes import mask
+from tolem.db import journal as journal_db
+from tolem.db.journal import JournalEntry
+
+_log = structlog.get_logger("tolem.journal")
+
+_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# A row the schema refuses must not hold back the rows batched with it.
+_BAD_ROW_ERRORS: Final = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+
+# Large enough for a Payme statement page; anything longer is cut (the log says so in `details`).
+MAX_BODY_CHARS: Final = 16 * 1024
+_MAX_TEXT: Final = 64
+_MAX_DETAIL_TEXT: Final = 200
+_MASK_KEEP: Final = 4
+# Keys whose value is a payment code, in any protocol's JSON or XML answer.
+_CODE_KEYS: Final = frozenset({"account", "code", "merchant_trans_id", "payment_code"})
+# Keys whose value must never be stored at all.
+_SECRET_KEYS: Final = frozenset(
+    {"authorization", "key", "password", "secret", "sign", "sign_string", "signature", "token"}
+)
+_XML_FIELD_RE: Final = re.compile(r"<(?P<tag>[A-Za-z_][\w.-]*)>(?P<value>[^<]*)</(?P=tag)>")
+# Safety net for codes an answer carries under a key we do not know: issued codes have this shape.
+_ISSUED_CODE_RE: Final = re.compile(r"(?<![0-9])00[0-9]{10}(?![0-9])")
+_UNMASKED_RE: Final = re.compile(r"[0-9A-Za-z]{5}")
+# log_line keys that have their own column; the rest (non-secret by contract) go to `details`.
+_COLUMN_KEYS: Final = frozenset({"provider", "command", "txn", "code", "result"})
+
+
+def _clip(value: object, limit: int = _MAX_TEXT) -> str | None:
+    if value is None:
+        return None
+    return str(value)[:limit]
+
+
+def masked_code(value: object) -> str | None:
+    """The code as stored: already masked by the adapter, or masked here if it was not."""
+    if value is None:
+        return None
+    text = str(value)
+    if _UNMASKED_RE.search(text):
+        text = mask(text) or ""
+    return text[:_MAX_TEXT]
+
+
+def _scrub_json(value: Any, key: str | None = None) -> Any:
+    lowered = None if key is None else key.lower()
+    if lowered in _SECRET_KEYS:
+        return "***"
+    if isinstance(value, dict):
+        return {k: _scrub_json(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_json(v, key) for v in value]
+    # Only text: Payme's error objects carry their numeric error code under "code" too.
+    if lowered in _CODE_KEYS and isinstance(value, str):
+        return mask(value)
+    return value
+
+
+def _scrub_xml_field(match: re.Match[str]) -> str:
+    tag, value = match.group("tag"), match.group("value")
+    lowered = tag.lower()
+    if lowered in _SECRET_KEYS:
+        value = "***"
+    elif lowered in _CODE_KEYS:
+        value = mask(value) or ""
+    return f"<{tag}>{value}</{tag}>"
+
+
+def scrub_body(body: str) -> str:
+    """An answer body fit for storing: codes masked, secrets replaced, cut to MAX_BODY_CHARS."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        text = _XML_FIELD_RE.sub(_scrub_xml_field, body)
+    else:
+        text = json.dumps(_scrub_json(document), ensure_ascii=False)
+    text = _ISSUED_CODE_RE.sub(lambda m: mask(m.group(0)) or "", text)
+    return text[:MAX_BODY_CHARS]
+
+
+def _body_text(response: web.StreamResponse) -> str | None:
+    if not isinstance(response, web.Response):
+        return None
+    if isinstance(response, web.HTTPException):
+        return response.text
+    body = response.body
+    if isinstance(body, bytes | bytearray):
+        return bytes(body).decode("utf-8", errors="replace")
+    return None
+
+
+def _details(line: dict[str, Any]) -> dict[str, Any]:
+    details: dict[str, Any] = {}
+    for key, value in line.items():
+        if key in _COLUMN_KEYS:
+            continue
+        if isinstance(value, str):
+            details[key] = value[:_MAX_DETAIL_TEXT]
+        elif value is None or isinstance(value, bool | int | float):
+            details[key] = value
+        else:
+            details[key] = str(value)[:_MAX_DETAIL_TEXT]
+    return details
+
+
+def entry_for(
+    *,
+    provider: str,
+    method: str,
+    remote_addr: str | None,
+    received_at: datetime,
+    duration_s: float,
+    line: dict[str, Any],
+    response: web.StreamResponse,
+    request_id: str | None,
+) -> JournalEntry:
+    """The journal row of one call, from the adapter's log line and our answer."""
+    body = _body_text(response)
+    return JournalEntry(
+        received_at=received_at,
+        provider=provider,
+        remote_addr=remote_addr,
+        method=method[:16],
+        command=_clip(line.get("command")) or "unknown",
+        txn=_clip(line.get("txn")),
+        code_masked=masked_code(line.get("code")),
+        result=_clip(line.get("result"), 32),
+        http_status=response.status,
+        response_body=None if body is None else scrub_body(body),
+        duration_us=max(int(duration_s * 1_000_000), 0),
+        request_id=_clip(request_id),
+        details=_details(line),
+    )
+
+
+class JournalWriter:
+    """Buffers entries and writes them in batches from one background task.
+
+    `record` never blocks and never raises. When the database refuses writes the buffer keeps
+    up to `capacity` entries and then drops the newest, counting them in
+    tolem_journal_dropped_total, so memory stays bounded during an outage.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        interval: float = 0.2,
+        batch: int = 500,
+        capacity: int = 20_000,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._interval = interval
+        self._batch = batch
+        self._capacity = capacity
+        self._retry_delay = retry_delay
+        self._buffer: list[JournalEntry] = []
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, entry: JournalEntry) -> None:
+        """Queues an entry for the next batch."""
+        if len(self._buffer) >= self._capacity:
+            metrics.JOURNAL_DROPPED.inc()
+            return
+        self._buffer.append(entry)
+        metrics.JOURNAL_BUFFERED.set(len(self._buffer))
+        self._wake.set()
+
+    def start(self) -> None:
+        """Starts the background writer."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="tolem-journal-writer")
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stops the writer and writes what is still buffered (within `grace` seconds).
+
+        The task is asked to stop rather than cancelled: cancelling it inside an INSERT would
+        leave its connection mid-statement.
+        """
+        try:
+            async with asyncio.timeout(grace):
+                if self._task is not None:
+                    self._stopping.set()
+                    self._wake.set()
+                    await self._task
+                await self.flush()
+        except Exception as exc:  # noqa: BLE001 - shutdown goes on; the loss is logged and counted
+            metrics.JOURNAL_DROPPED.inc(len(self._buffer))
+            _log.warning("journal_lost_on_shutdown", rows=len(self._buffer), error=type(exc).__name__)
+        finally:
+            if self._task is not None and not self._task.done():
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+
+    async def flush(self) -> None:
+        """Writes everything buffered now; raises if the database refuses (entries are kept)."""
+        async with self._lock:
+            while self._buffer:
+                chunk = self._buffer[: self._batch]
+                async with self._pool.acquire() as conn:
+                    try:
+                        await journal_db.insert_many(conn, chunk)
+                        written = len(chunk)
+                    except _BAD_ROW_ERRORS:
+                        written = await self._one_by_one(conn, chunk)
+                del self._buffer[: len(chunk)]
+                metrics.JOURNAL_WRITTEN.inc(written)
+                metrics.JOURNAL_BUFFERED.set(len(self._buffer))
+
+    @staticmethod
+    async def _one_by_one(conn: asyncpg.Connection, chunk: list[JournalEntry]) -> int:
+        written = 0
+        for entry in chunk:
+            try:
+                await journal_db.insert_many(conn, [entry])
+                written += 1
+            except _BAD_ROW_ERRORS as exc:
+                metrics.JOURNAL_DROPPED.inc()
+                _log.error(
+                    "journal_row_refused",
+                    provider=entry.provider,
+                    command=entry.command,
+                    error=type(exc).__name__,
+                )
+        return written
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleeps, but wakes at once when close() asks the writer to stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            # Let a batch gather: under load one INSERT carries many calls.
+            await self._pause(self._interval)
+            try:
+                await self.flush()
+            except Exception as exc:  # noqa: BLE001 - the writer must outlive any one failure
+                metrics.JOURNAL_WRITE_FAILURES.inc()
+                _log.warning("journal_write_failed", rows=len(self._buffer), error=type(exc).__name__)
+                self._wake.set()
+                await self._pause(self._retry_delay)
+
+
+def parse_moment(text: str, zone: str) -> datetime:
+    """An ISO 8601 date or date-time; one without an offset is read in `zone`.
+
+    A bare date means its midnight, so `--since 2026-11-25 --until 2026-11-26` is that day.
+    """
+    value = datetime.fromisoformat(text.strip())
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(zone))
+    return value
