@@ -142,13 +142,18 @@ async def perform(request: web.Request) -> web.Response:
     return _answer(q["n"], "commit", ok)
 
 
+async def _keep(_conn: asyncpg.Connection) -> None:
+    """Release hook that runs nothing."""
+
+
 def make_app(dsn: str, pool_size: int, provider_id: int) -> web.Application:
     """The application; the pool lives in its lifecycle."""
     app = web.Application()
     app[PROVIDER] = provider_id
 
     async def database(app: web.Application) -> Any:
-        app[POOL] = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size)
+        # No reset query on release, as tolem: neither keeps session state on a connection.
+        app[POOL] = await asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size, reset=_keep)
         yield
         await app[POOL].close()
 

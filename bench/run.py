@@ -289,6 +289,11 @@ class Target:
     builder: RequestBuilder
     codes: list[str]
     url_path: str = "/"
+    check_name: str = ""
+
+    def label(self, scenario: "Scenario") -> str:
+        """The name shown for this target in a scenario."""
+        return self.check_name if scenario.mode == "check" and self.check_name else self.name
 
 
 async def measure(
@@ -325,7 +330,7 @@ async def measure(
     errors = raw["failed"] + raw["socket_errors"] + raw["status_errors"] + raw["timeouts"]
     return Figures(
         scenario=scenario.name,
-        target=target.name,
+        target=target.label(scenario),
         requests=raw["requests"],
         seconds=round(elapsed, 2),
         rps=round(raw["requests"] / elapsed, 1),
@@ -415,8 +420,10 @@ async def run(options: Options) -> list[Figures]:
             servers.append(server)
             await server.start()
         payme_builder = payme(f"/gw/{PAYME_PROVIDER}", login=PAYME_LOGIN, password=PASSWORD)
-        tolem = Target("tolem payme", tolem_server, payme_builder, codes)
-        reference_two = Target("bare reserve+perform", bare_server, bare(two_phase=True), codes)
+        tolem = Target("tolem payme pair", tolem_server, payme_builder, codes, check_name="tolem payme check")
+        reference_two = Target(
+            "bare reserve+perform", bare_server, bare(two_phase=True), codes, check_name="bare check"
+        )
         reference_one = Target("bare pay", bare_server, bare(two_phase=False), codes)
         rounds = [("", options.scenarios)]
         if options.prior:
