@@ -34,6 +34,7 @@ import asyncpg
 from bench import peer
 from bench.harness import Database, Server, free_port, seed
 from bench.protocols import RequestBuilder, bare, lua_string, payme
+from tolem.db.audit import audit
 
 DRIVER = Path(__file__).with_name("driver.lua")
 PAYME_PROVIDER = "bench-payme"
@@ -376,9 +377,18 @@ class Options:
     emit: Callable[[Figures], None] = lambda _f: None
 
 
-async def run(options: Options) -> list[Figures]:
+@dataclass
+class Report:
+    """A run's figures and what `tolem audit` found in the ledger afterwards."""
+
+    figures: list[Figures]
+    audit_violations: list[str]
+
+
+async def run(options: Options) -> Report:
     """Every chosen scenario for tolem and the bare reference, back to back, in one cluster."""
     results: list[Figures] = []
+    violations: list[str] = []
 
     def record(figures: Figures) -> Figures:
         results.append(figures)
@@ -452,11 +462,19 @@ async def run(options: Options) -> list[Figures]:
                     empty[name] = mine
         if options.with_peer and "pay" in options.scenarios:
             record(await peer_pay(options, database, empty.get("pay")))
+        for server in servers:
+            server.stop()
+        # Speed means nothing if money went wrong: the ledger is checked after the load.
+        conn = await asyncpg.connect(database.dsn)
+        try:
+            violations = [f"{v.check}: {v.detail}" for v in await audit(conn)]
+        finally:
+            await conn.close()
     finally:
         for server in servers:
             server.stop()
         await database.close()
-    return results
+    return Report(results, violations)
 
 
 async def peer_pay(options: Options, database: Database, tolem_pay: Figures | None) -> Figures:
@@ -561,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(f"# {machine()}; workers {args.workers}, pool {args.pool}, {args.connections} connections")
         print(header(), flush=True)
-    results = asyncio.run(
+    report = asyncio.run(
         run(
             Options(
                 seconds=args.duration,
@@ -577,13 +595,18 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     )
-    if not args.json:
-        for figures in results:
+    if args.json:
+        print(json.dumps({"audit_violations": report.audit_violations}))
+    else:
+        print(f"ledger audit after the run: {len(report.audit_violations)} violation(s)")
+        for violation in report.audit_violations[:10]:
+            print(f"  {violation}")
+        for figures in report.figures:
             for note in figures.notes:
                 print(f"  {figures.scenario} / {figures.target}: {note}")
             if figures.error_sample:
                 print(f"  {figures.scenario} / {figures.target}: first error: {figures.error_sample}")
-    return 0
+    return 1 if report.audit_violations else 0
 
 
 if __name__ == "__main__":
