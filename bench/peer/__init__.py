@@ -77,10 +77,16 @@ def setup(python: Path, dsn: str, accounts: int, pool: int) -> None:
     )
 
 
-def server(python: Path, dsn: str, *, workers: int, pool: int) -> Server:
+def server(python: Path, dsn: str, *, workers: int, pool: int, overflow: int = 64) -> Server:
     """uvicorn serving the peer app with `workers` processes, access log off as tolem's is."""
     port = free_port()
-    env = {**os.environ, "PEER_DSN": sqlalchemy_dsn(dsn), "PEER_POOL": str(pool), "PEER_KEY": KEY}
+    env = {
+        **os.environ,
+        "PEER_DSN": sqlalchemy_dsn(dsn),
+        "PEER_POOL": str(pool),
+        "PEER_OVERFLOW": str(overflow),
+        "PEER_KEY": KEY,
+    }
     argv = [
         str(python),
         "-m",
