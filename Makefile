@@ -27,6 +27,9 @@ test: install  ## lint, type-check and run the whole test suite against a real P
 	$(BIN)/mypy
 	$(BIN)/pytest
 
+bench: install  ## benchmark tolem beside the bare reference (needs wrk; BENCH_ARGS="--peer --prior 1000000")
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 fmt: install  ## format and auto-fix
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench

@@ -31,6 +31,17 @@ def mask_dsn(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Release hook that skips asyncpg's reset query.
+
+    By default every release runs `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`,
+    a round trip per request that cost about 10 % of a check. Nothing run on pooled
+    connections keeps session state (no session advisory locks, no SET without LOCAL, no
+    LISTEN, no cursors outside a transaction), so there is nothing to undo; asyncpg still rolls
+    back a transaction left open before it calls this hook.
+    """
+
+
 async def create_pool(dsn: str, *, size: int, deadline: float) -> asyncpg.Pool:
     """A pool whose sessions give up on their own before the request deadline passes.
 
@@ -43,6 +54,7 @@ async def create_pool(dsn: str, *, size: int, deadline: float) -> asyncpg.Pool:
         min_size=min(2, size),
         max_size=size,
         command_timeout=deadline,
+        reset=_keep_session,
         server_settings={
             "application_name": "tolem",
             "statement_timeout": str(statement_ms),

@@ -1,0 +1,55 @@
+"""The benchmark end to end at a tiny size: it runs, and what it prints is sane and structured.
+
+Figures are not judged (a benchmark's numbers belong to the machine); only that every
+measurement happened, nothing failed, and the ledger is sound after the load.
+"""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from bench.run import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def wrk() -> None:
+    """wrk is installed (CI installs it; elsewhere the test is skipped without it)."""
+    if shutil.which("wrk") is None:
+        if os.environ.get("CI"):
+            pytest.fail("wrk is missing: .ci/run must install it")
+        pytest.skip("wrk is not installed (apt-get install wrk)")
+
+
+def test_bench_prints_structured_figures(
+    wrk: None, server_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A one-second run of check and pay prints one JSON object per measurement, all sane."""
+    argv = ["--duration", "1", "--connections", "4", "--accounts", "20", "--dsn", server_dsn, "--json"]
+    status = main([*argv, "--scenario", "check", "--scenario", "pay"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    figures = [line for line in lines if "target" in line]
+    assert status == 0
+    assert lines[-1] == {"audit_violations": []}
+    assert {(f["scenario"], f["target"]) for f in figures} == {
+        ("check", "bare check"),
+        ("check", "tolem payme check"),
+        ("pay", "bare reserve+perform"),
+        ("pay", "tolem payme pair"),
+        ("pay", "bare pay"),
+    }
+    for f in figures:
+        assert f["requests"] > 0
+        assert f["errors"] == 0, f["error_sample"]
+        assert 0 < f["p50_ms"] <= f["p99_ms"]
+        assert f["cpu_server"] > 0
+        assert f["rss_mb"] > 0
+    for f in figures:
+        if f["scenario"] == "pay":
+            assert f["payments_per_s"] > 0
+        if f["target"].startswith("tolem"):
+            assert f["ratio"] > 0
+            assert f["ratio_to"].startswith("bare")
