@@ -49,23 +49,10 @@ class JournalEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class JournalRow:
-    """A stored journal row."""
+class JournalRow(JournalEntry):
+    """A stored journal row: the entry and the id the database gave it."""
 
     id: int
-    received_at: datetime
-    provider: str
-    remote_addr: str | None
-    method: str
-    command: str
-    txn: str | None
-    code_masked: str | None
-    result: str | None
-    http_status: int
-    response_body: str | None
-    duration_us: int
-    request_id: str | None
-    details: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
