@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.conftest import Factory
 from tolem.db.embedded import stop_cluster
 
 
@@ -72,6 +73,43 @@ async def test_serve_with_two_workers(database_url: str) -> None:
         if process.poll() is None:
             process.kill()
         process.communicate()
+
+
+async def test_served_process_never_logs_a_whole_code(database_url: str, factory: Factory) -> None:
+    """The real server's output (stdout and stderr) shows codes masked: no access log with the
+    query string, and the canonical line keeps only the last digits."""
+    await factory.provider("kiosk", protocol="osmp")
+    _, code = await factory.account()
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tolem", "serve", "--port", str(port)],
+        env=clean_env(TOLEM_DATABASE_URL=database_url, TOLEM_LOG_FORMAT="json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}/readyz", process)
+        async with aiohttp.ClientSession() as session:
+            for command in ("check", "pay", "pay"):
+                query = {
+                    "command": command,
+                    "txn_id": "77",
+                    "account": code,
+                    "sum": "10.00",
+                    "txn_date": "20261129100000",
+                }
+                async with session.get(f"http://127.0.0.1:{port}/gw/kiosk", params=query) as response:
+                    assert "<result>0</result>" in await response.text()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+    output = out.decode() + err.decode()
+    assert output.count('"command":"pay"') == 2
+    assert code[-4:] in output
+    assert code not in output
 
 
 @pytest.fixture
