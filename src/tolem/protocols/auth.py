@@ -3,8 +3,10 @@
 import asyncio
 import base64
 import binascii
+import functools
 import hmac
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Final
 
 from aiohttp import web
 
@@ -15,11 +17,30 @@ from tolem.settings import Network
 IPAddress = IPv4Address | IPv6Address
 
 
+# The adapter's allow-list and the journal both ask for the address: worked out once.
+_CLIENT_IP: Final = web.RequestKey("client_ip", tuple)
+
+
+@functools.lru_cache(maxsize=4096)
+def _peer_address(remote: str) -> IPAddress:
+    # ipaddress parses in Python (a few microseconds); aggregators call from a handful of hosts.
+    return ip_address(remote)
+
+
 def client_ip(request: web.Request, trusted_proxies: tuple[Network, ...]) -> IPAddress | None:
     """The caller's address: the peer, or X-Forwarded-For's nearest untrusted hop when the
     peer is a trusted proxy. Anything unparsable yields None, which no allow-list admits."""
+    known = request.get(_CLIENT_IP)
+    if known is not None and known[0] is trusted_proxies:
+        return known[1]  # type: ignore[no-any-return]
+    address = _client_ip(request, trusted_proxies)
+    request[_CLIENT_IP] = (trusted_proxies, address)
+    return address
+
+
+def _client_ip(request: web.Request, trusted_proxies: tuple[Network, ...]) -> IPAddress | None:
     try:
-        peer = ip_address(request.remote or "")
+        peer = _peer_address(request.remote or "")
     except ValueError:
         return None
     if not any(peer in net for net in trusted_proxies):
