@@ -11,7 +11,7 @@ from typing import Final
 from aiohttp import web
 
 from tolem.core.model import Provider
-from tolem.passwords import remembered, verify_password
+from tolem.passwords import pair_key, remembered, verify_password
 from tolem.settings import Network
 
 IPAddress = IPv4Address | IPv6Address
@@ -100,6 +100,28 @@ async def password_ok(
     # Verify the password even when the login is wrong, so timing tells nothing about which.
     password_good = remembered(password, provider.password_hash)
     if password_good is None:
-        # scrypt takes ~50 ms and releases the GIL: in a thread it stalls no other request.
-        password_good = await asyncio.to_thread(verify_password, password, provider.password_hash)
+        password_good = await _verify_once(password, provider.password_hash)
     return login_ok and password_good
+
+
+# Verifications in progress, by event loop and keyed digest of the pair (no password kept).
+_verifying: dict[tuple[asyncio.AbstractEventLoop, bytes], asyncio.Future[bool]] = {}
+
+
+async def _verify_once(password: str, stored: str) -> bool:
+    """scrypt in a thread (~50 ms; it releases the GIL, so no other request stalls), once for
+    all the calls that bring the same credentials while it runs.
+
+    Without this, the first burst after a start or a password change (64 connections arriving
+    together) ran scrypt once per call: seconds of CPU on a small machine, and 16 MB of
+    scrypt memory per executor thread that the worker kept (RSS 60 -> 156 MB in the benchmark).
+    """
+    loop = asyncio.get_running_loop()
+    key = (loop, pair_key(password, stored))
+    running = _verifying.get(key)
+    if running is None:
+        running = asyncio.ensure_future(asyncio.to_thread(verify_password, password, stored))
+        _verifying[key] = running
+        running.add_done_callback(lambda _done: _verifying.pop(key, None))
+    # Shielded: a caller that gives up (its deadline) must not cancel the others' answer.
+    return await asyncio.shield(running)
