@@ -14,6 +14,10 @@ GET /reserve?n&id&code&amount  insert a reserved payment (two-phase, first step)
 GET /perform?n&id            credit a reservation once, under its row lock
 Every answer is `{"n": N, "op": OP, "ok": true|false}`: `n` is echoed so the load generator can
 pair answers with requests.
+
+GET /osmp?command=check|pay&txn_id&account&sum[&txn_date]   the same check and one-step pay,
+answered with an OSMP XML body of the same shape as tolem's (osmp_txn_id, prv_txn, sum, result,
+comment; a check's payer name), so that the wire costs compare too.
 """
 
 import argparse
@@ -28,6 +32,10 @@ from aiohttp import web
 
 CHECK: Final = """
 SELECT a.status FROM payers py JOIN accounts a ON a.id = py.account_id WHERE py.payment_code = $1
+"""
+CHECK_NAMED: Final = """
+SELECT a.status, py.name FROM payers py JOIN accounts a ON a.id = py.account_id
+ WHERE py.payment_code = $1
 """
 # Data-modifying CTEs all see the same snapshot and run to completion, so the three writes are
 # one statement and one round trip; the transfer and the balance only follow a fresh insert.
@@ -79,7 +87,7 @@ bal AS (UPDATE ledger_accounts l SET balance_minor = balance_minor + tr.amount_m
 SELECT (SELECT state FROM p) AS before, (SELECT count(*) FROM bal) AS credited
 """
 REPLAY: Final = """
-SELECT amount_minor, py.payment_code FROM payments p JOIN payers py ON py.id = p.payer_id
+SELECT p.id, amount_minor, py.payment_code FROM payments p JOIN payers py ON py.id = p.payer_id
  WHERE p.provider_id = $1 AND p.external_id = $2
 """
 
@@ -142,6 +150,46 @@ async def perform(request: web.Request) -> web.Response:
     return _answer(q["n"], "commit", ok)
 
 
+_XML_HEAD: Final = '<?xml version="1.0" encoding="UTF-8"?>\n<response><osmp_txn_id>'
+_REFUSED: Final = "</osmp_txn_id><result>300</result><comment>request refused</comment></response>\n"
+
+
+def _xml(body: str) -> web.Response:
+    return web.Response(text=body, content_type="text/xml", charset="utf-8")
+
+
+async def osmp(request: web.Request) -> web.Response:
+    """check and one-step pay over OSMP's parameters, XML out; no validation beyond int()."""
+    q = request.query
+    txn = q["txn_id"]
+    provider = request.app[PROVIDER]
+    if q["command"] == "check":
+        async with request.app[POOL].acquire() as conn:
+            row = await conn.fetchrow(CHECK_NAMED, q["account"])
+        if row is None or row["status"] != "active":
+            return _xml(_XML_HEAD + txn + _REFUSED)
+        name = row["name"].split()[0]
+        return _xml(
+            f"{_XML_HEAD}{txn}</osmp_txn_id><result>0</result><comment>OK</comment>"
+            f'<fields><field1 name="name">{name}</field1></fields></response>\n'
+        )
+    whole, _, cents = q["sum"].partition(".")
+    amount = int(whole) * 100 + int(cents or 0)
+    external = str(int(txn))
+    async with request.app[POOL].acquire() as conn:
+        row = await conn.fetchrow(PAY, provider, external, q["account"], amount)
+        payment = row["id"]
+        if payment is None:
+            old = await conn.fetchrow(REPLAY, provider, external) if row["payable"] else None
+            if old is None or old["amount_minor"] != amount or old["payment_code"] != q["account"]:
+                return _xml(_XML_HEAD + txn + _REFUSED)
+            payment = old["id"]
+    return _xml(
+        f"{_XML_HEAD}{txn}</osmp_txn_id><prv_txn>{payment}</prv_txn><sum>{q['sum']}</sum>"
+        "<result>0</result><comment>OK</comment></response>\n"
+    )
+
+
 async def _keep(_conn: asyncpg.Connection) -> None:
     """Release hook that runs nothing."""
 
@@ -163,6 +211,7 @@ def make_app(dsn: str, pool_size: int, provider_id: int) -> web.Application:
     app.router.add_get("/pay", pay)
     app.router.add_get("/reserve", reserve)
     app.router.add_get("/perform", perform)
+    app.router.add_get("/osmp", osmp)
     return app
 
 

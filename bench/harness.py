@@ -132,8 +132,10 @@ async def seed(
     providers: Sequence[tuple[str, str]] = (("kiosk", "osmp"),),
     password: str = "bench-key",
     secret: str = "bench-secret",
+    password_protocols: Sequence[str] = ("payme",),
 ) -> list[str]:
-    """Creates providers (loopback allow-list) and `accounts` accounts; returns their codes."""
+    """Creates providers (loopback allow-list; a Basic password for `password_protocols`) and
+    `accounts` accounts; returns their codes."""
     conn = await asyncpg.connect(dsn)
     try:
         for name, protocol in providers:
@@ -144,7 +146,7 @@ async def seed(
                 currency="KGS",
                 allow_ips=["127.0.0.0/8"],
                 login=None,
-                password_hash=hash_password(password) if protocol == "payme" else None,
+                password_hash=hash_password(password) if protocol in password_protocols else None,
                 secret=secret if protocol == "click" else None,
                 service_id="1" if protocol == "click" else None,
                 min_amount_minor=None,

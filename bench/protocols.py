@@ -2,8 +2,8 @@
 
 A builder is a piece of Lua for wrk defining the functions bench/driver.lua calls (b_check,
 b_pay or b_reserve/b_commit, b_parse; see the driver's header), plus whether the protocol pays
-in one step or two. To benchmark another protocol (OSMP's GET check/pay, say), write a builder
-returning RequestBuilder(name, lua, two_phase=False) and pass it to the runner; nothing else
+in one step or two. To benchmark another protocol, write a builder returning
+RequestBuilder(name, lua, two_phase=...) and give the runner a Target for it; nothing else
 changes. Values put into Lua go through `lua_string`.
 """
 
@@ -100,3 +100,56 @@ function b_parse(status, body)
 end
 """
     return RequestBuilder("bare-2phase" if two_phase else "bare", lua, two_phase=two_phase)
+
+
+# OSMP's txn_id is digits only: the run's DIGITS (a fixed-width number unique to the
+# measurement) followed by the sequence number, which the answer's <osmp_txn_id> then echoes.
+_OSMP_COMMON = """
+local TXN_DATE = os.date("%Y%m%d%H%M%S")
+
+function otxn(n)
+   return DIGITS .. n
+end
+
+local function osmp_sum(amount)
+   return string.format("%d.%02d", math.floor(amount / 100), amount % 100)
+end
+
+function b_check(n, code, amount)
+   return wrk.format("GET", PATH .. "?command=check&txn_id=" .. otxn(n) .. "&account=" .. code
+      .. "&sum=" .. osmp_sum(amount), HEADERS)
+end
+
+-- Deterministic per n (TXN_DATE is fixed per run), so a resend is the first request again.
+function b_pay(n, code, amount)
+   return wrk.format("GET", PATH .. "?command=pay&txn_id=" .. otxn(n) .. "&txn_date=" .. TXN_DATE
+      .. "&account=" .. code .. "&sum=" .. osmp_sum(amount), HEADERS)
+end
+
+function b_parse(status, body)
+   local echoed = string.match(body, "<osmp_txn_id>(%d+)</osmp_txn_id>")
+   local n = nil
+   if echoed ~= nil and string.sub(echoed, 1, #DIGITS) == DIGITS then
+      n = tonumber(string.sub(echoed, #DIGITS + 1))
+   end
+   local step = nil
+   if string.find(body, "<prv_txn>", 1, true) then
+      step = "pay"
+   elseif string.find(body, "<fields>", 1, true) then
+      step = "check"
+   end
+   local good = status == 200 and step ~= nil and string.find(body, "<result>0</result>", 1, true) ~= nil
+   return n, step, good
+end
+"""
+
+
+def osmp(path: str, *, login: str | None = None, password: str | None = None) -> RequestBuilder:
+    """OSMP (GET, XML answers): command=check, and command=pay in one step; Basic credentials
+    when given."""
+    headers = "{}"
+    if password is not None:
+        auth = "Basic " + base64.b64encode(f"{login or ''}:{password}".encode()).decode()
+        headers = f'{{["Authorization"] = {lua_string(auth)}}}'
+    lua = f"local PATH = {lua_string(path)}\nlocal HEADERS = {headers}\n{_OSMP_COMMON}"
+    return RequestBuilder(f"osmp:{path}", lua, two_phase=False)

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -33,11 +34,12 @@ import asyncpg
 
 from bench import peer
 from bench.harness import Database, Server, free_port, seed
-from bench.protocols import RequestBuilder, bare, lua_string, payme
+from bench.protocols import RequestBuilder, bare, lua_string, osmp, payme
 from tolem.db.audit import audit
 
 DRIVER = Path(__file__).with_name("driver.lua")
 PAYME_PROVIDER = "bench-payme"
+OSMP_PROVIDER = "bench-osmp"
 BARE_PROVIDER = "bench-bare"
 PAYME_LOGIN = "Paycom"
 PASSWORD = "bench-key"  # noqa: S105 - a throwaway provider's key
@@ -159,8 +161,11 @@ def cores_used(before: dict[int, int], after: dict[int, int], seconds: float) ->
 
 def wrk_script(builder: RequestBuilder, scenario: Scenario, codes: list[str], prefix: str) -> str:
     """The run's settings, the protocol's builder and the shared driver, as one Lua file."""
+    # Nine random digits, first non-zero, per measurement: one run's ids are not another's.
+    digits = str(random.randrange(100_000_000, 1_000_000_000))
     settings = "\n".join(
         [
+            f"DIGITS = {lua_string(digits)}",
             f"MODE = {lua_string(scenario.mode)}",
             f"HOT = {'true' if scenario.hot else 'false'}",
             f"RETRY_SHARE = {scenario.retry_share}",
@@ -305,6 +310,16 @@ class Target:
     codes: list[str]
     url_path: str = "/"
     check_name: str = ""
+    # The target whose throughput this one is divided by (its name), if any.
+    reference: str = ""
+    # The scenarios it takes part in; None for all.
+    scenarios: frozenset[str] | None = None
+    protocol: str = ""
+
+    def runs(self, scenario: str, protocols: list[str]) -> bool:
+        """Whether this target is measured in a scenario."""
+        wanted = not protocols or self.protocol in protocols
+        return wanted and (self.scenarios is None or scenario in self.scenarios)
 
     def label(self, scenario: "Scenario") -> str:
         """The name shown for this target in a scenario."""
@@ -402,6 +417,7 @@ class Options:
     scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
     repeat: int = 1
     with_peer: bool = False
+    protocols: list[str] = field(default_factory=list)
     server_dsn: str | None = None
     emit: Callable[[Figures], None] = lambda _f: None
 
@@ -430,8 +446,10 @@ async def run(options: Options) -> Report:
         codes = await seed(
             database.dsn,
             accounts=options.accounts,
-            providers=((PAYME_PROVIDER, "payme"), (BARE_PROVIDER, "osmp")),
+            providers=((PAYME_PROVIDER, "payme"), (OSMP_PROVIDER, "osmp"), (BARE_PROVIDER, "osmp")),
             password=PASSWORD,
+            # OSMP deployments put Basic credentials on top of the allow-list; so does the run.
+            password_protocols=("payme", "osmp"),
         )
         bare_id = await provider_id(database.dsn, BARE_PROVIDER)
         tolem_server = Server.tolem(database.dsn, workers=options.workers, TOLEM_POOL_SIZE=str(options.pool))
@@ -459,16 +477,50 @@ async def run(options: Options) -> Report:
             servers.append(server)
             await server.start()
         payme_builder = payme(f"/gw/{PAYME_PROVIDER}", login=PAYME_LOGIN, password=PASSWORD)
-        tolem = Target("tolem payme pair", tolem_server, payme_builder, codes, check_name="tolem payme check")
-        reference_two = Target(
-            "bare reserve+perform", bare_server, bare(two_phase=True), codes, check_name="bare check"
-        )
-        reference_one = Target("bare pay", bare_server, bare(two_phase=False), codes)
+        payme_scenarios = frozenset({"check", "pay"})
+        targets = [
+            Target(
+                "bare osmp pay",
+                bare_server,
+                osmp("/osmp"),
+                codes,
+                check_name="bare osmp check",
+                protocol="osmp",
+            ),
+            Target(
+                "tolem osmp pay",
+                tolem_server,
+                osmp(f"/gw/{OSMP_PROVIDER}", login="osmp", password=PASSWORD),
+                codes,
+                check_name="tolem osmp check",
+                reference="bare osmp pay",
+                protocol="osmp",
+            ),
+            Target(
+                "bare reserve+perform",
+                bare_server,
+                bare(two_phase=True),
+                codes,
+                check_name="bare check",
+                scenarios=payme_scenarios,
+                protocol="payme",
+            ),
+            Target(
+                "tolem payme pair",
+                tolem_server,
+                payme_builder,
+                codes,
+                check_name="tolem payme check",
+                reference="bare reserve+perform",
+                scenarios=payme_scenarios,
+                protocol="payme",
+            ),
+        ]
         rounds = [("", options.scenarios)]
         if options.prior:
             label = f"@{options.prior // 1_000_000}M" if options.prior >= 1_000_000 else f"@{options.prior}"
             rounds.append((label, [s for s in ("check", "pay") if s in options.scenarios]))
-        empty: dict[str, Figures] = {}
+        empty: dict[tuple[str, str], Figures] = {}
         args = {
             "seconds": options.seconds,
             "connections": options.connections,
@@ -480,31 +532,26 @@ async def run(options: Options) -> Report:
                 await load_prior_payments(database.dsn, PAYME_PROVIDER, options.prior)
             for name in names:
                 scenario = SCENARIOS[name]
-                targets = [reference_two, tolem]
-                if scenario.mode == "pay" and not scenario.hot and not scenario.retry_share:
-                    targets.append(reference_one)
+                chosen = [t for t in targets if t.runs(name, options.protocols)]
                 # Interleaved repeats: a burst of load elsewhere on a shared machine hits both.
-                runs: dict[str, list[Figures]] = {t.name: [] for t in targets}
+                runs: dict[str, list[Figures]] = {t.name: [] for t in chosen}
                 for _ in range(options.repeat):
-                    for target in targets:
+                    for target in chosen:
                         runs[target.name].append(await measure(target, scenario, **args))
-                reference, mine, *rest = (median(runs[t.name], options.repeat) for t in targets)
-                set_ratio(mine, reference)
-                for figures in (reference, mine, *rest):
-                    figures.scenario = name + suffix
-                    record(figures)
-                for one in rest:
-                    one.notes.append("one-phase pay: one request per payment")
-                if suffix:
-                    same = empty.get(name)
-                    if same is not None:
-                        mine.notes.append(
-                            f"{throughput(mine) / throughput(same):.2f}x the empty-database figure"
-                        )
-                else:
-                    empty[name] = mine
+                medians = {t.name: median(runs[t.name], options.repeat) for t in chosen}
+                for target in chosen:
+                    mine = medians[target.name]
+                    if target.reference in medians:
+                        set_ratio(mine, medians[target.reference])
+                    mine.scenario = name + suffix
+                    record(mine)
+                    if not suffix:
+                        empty[(name, target.name)] = mine
+                    elif (same := empty.get((name, target.name))) is not None and throughput(same) > 0:
+                        flat = throughput(mine) / throughput(same)
+                        mine.notes.append(f"{flat:.2f}x the empty-database figure")
         if options.with_peer and "pay" in options.scenarios:
-            record(await peer_pay(options, database, empty.get("pay")))
+            record(await peer_pay(options, database, empty.get(("pay", "tolem payme pair"))))
         for server in servers:
             server.stop()
         # Speed means nothing if money went wrong: the ledger is checked after the load.
@@ -615,6 +662,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="interleaved runs per target; the median is shown"
     )
+    parser.add_argument(
+        "--protocol", action="append", choices=("osmp", "payme"), help="only these protocols' targets"
+    )
     parser.add_argument("--peer", action="store_true", help=f"also paytechuz {peer.PEER_VERSION}")
     parser.add_argument("--dsn", help="use this PostgreSQL server (superuser DSN) instead of a new cluster")
     parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
@@ -644,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
                 scenarios=args.scenario or list(SCENARIOS),
                 repeat=max(args.repeat, 1),
                 with_peer=args.peer,
+                protocols=args.protocol or [],
                 server_dsn=args.dsn,
                 emit=emit,
             )

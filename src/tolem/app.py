@@ -224,9 +224,12 @@ async def gateway(request: web.Request) -> web.StreamResponse:
         _log.exception("gateway_unexpected_error", provider=provider.name)
         line.update(error=type(exc).__name__)
         response = adapter.temporary_error(request, provider)
-    command = str(line.get("command", "unknown"))
-    metrics.GATEWAY_REQUESTS.labels(provider.name, command, str(line.get("result", ""))).inc()
-    metrics.GATEWAY_LATENCY.labels(provider.name, command).observe(time.perf_counter() - started)
+    metrics.observe_gateway(
+        provider.name,
+        str(line.get("command", "unknown")),
+        str(line.get("result", "")),
+        time.perf_counter() - started,
+    )
     _record_call(request, provider, line=line, response=response, received_at=received_at, started=started)
     return response
 

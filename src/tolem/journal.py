@@ -92,11 +92,18 @@ def _scrub_xml_field(match: re.Match[str]) -> str:
     return f"<{tag}>{value}</{tag}>"
 
 
+_NOT_JSON: Final = object()
+
+
 def scrub_body(body: str) -> str:
     """An answer body fit for storing: codes masked, secrets replaced, cut to MAX_BODY_CHARS."""
-    try:
-        document = json.loads(body)
-    except ValueError:
+    # Only a body that can be JSON is parsed as JSON: a failed parse (every XML answer) costs
+    # an exception per call.
+    document: Any = _NOT_JSON
+    if body.lstrip()[:1] in ("{", "["):
+        with contextlib.suppress(ValueError):
+            document = json.loads(body)
+    if document is _NOT_JSON:
         text = _XML_FIELD_RE.sub(_scrub_xml_field, body)
     else:
         text = json.dumps(_scrub_json(document), ensure_ascii=False)

@@ -6,7 +6,7 @@ starting them: each worker then writes its values there and every scrape sums al
 """
 
 import os
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
@@ -92,6 +92,24 @@ ADMIN_REQUESTS: Final = Counter(
 )
 
 MULTIPROCESS_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+# labels() validates and looks its arguments up under a lock on every call; the children of
+# one (provider, command, result) never change (nothing here removes or clears them).
+_GATEWAY_CHILDREN: Final[dict[tuple[str, str, str], tuple[Any, Any]]] = {}
+
+
+def observe_gateway(provider: str, command: str, result: str, seconds: float) -> None:
+    """Counts one gateway call and its latency."""
+    key = (provider, command, result)
+    children = _GATEWAY_CHILDREN.get(key)
+    if children is None:
+        children = (
+            GATEWAY_REQUESTS.labels(provider, command, result),
+            GATEWAY_LATENCY.labels(provider, command),
+        )
+        _GATEWAY_CHILDREN[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 def exposition() -> bytes:

@@ -37,6 +37,11 @@ def _marker(password: str, stored: str) -> bytes:
     return hmac.new(_cache_key, f"{stored}\0{password}".encode(), "sha256").digest()
 
 
+def pair_key(password: str, stored: str) -> bytes:
+    """A keyed digest naming one (stored hash, presented password) pair; reveals neither."""
+    return _marker(password, stored)
+
+
 def remembered(password: str, stored: str) -> bool | None:
     """The outcome of an earlier verification of this pair, or None if there was none."""
     return _outcomes.get(_marker(password, stored))

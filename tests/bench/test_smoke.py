@@ -35,11 +35,14 @@ def test_bench_prints_structured_figures(
     assert status == 0
     assert lines[-1] == {"audit_violations": []}
     assert {(f["scenario"], f["target"]) for f in figures} == {
+        ("check", "bare osmp check"),
+        ("check", "tolem osmp check"),
         ("check", "bare check"),
         ("check", "tolem payme check"),
+        ("pay", "bare osmp pay"),
+        ("pay", "tolem osmp pay"),
         ("pay", "bare reserve+perform"),
         ("pay", "tolem payme pair"),
-        ("pay", "bare pay"),
     }
     for f in figures:
         assert f["requests"] > 0

@@ -1,12 +1,15 @@
 """Caller identification: client address behind proxies, allow-lists, Basic credentials."""
 
+import asyncio
 import base64
 from ipaddress import ip_address, ip_network
 
+import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from tolem.core.model import Protocol, Provider
 from tolem.passwords import hash_password, remembered, verify_password
+from tolem.protocols import auth
 from tolem.protocols.auth import basic_credentials, client_ip, ip_allowed, password_ok
 
 
@@ -111,3 +114,22 @@ async def test_a_wrong_password_is_remembered_not_rehashed() -> None:
     assert await password_ok(provider(password_hash=stored), ("x", "right"))
     assert remembered("right", stored) is True
     assert remembered("right", hash_password("right")) is None
+
+
+async def test_a_burst_of_the_same_credentials_runs_scrypt_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls arriving together with one unverified password share one scrypt, and all get it."""
+    stored = hash_password("burst")
+    runs: list[str] = []
+
+    def counted(password: str, stored_hash: str) -> bool:
+        runs.append(password)
+        return verify_password(password, stored_hash)
+
+    monkeypatch.setattr(auth, "verify_password", counted)
+    answers = await asyncio.gather(
+        *(password_ok(provider(password_hash=stored), ("x", "burst")) for _ in range(20)),
+        *(password_ok(provider(password_hash=stored), ("x", "wrong")) for _ in range(20)),
+    )
+    assert answers == [True] * 20 + [False] * 20
+    assert sorted(runs) == ["burst", "wrong"]
+    assert not auth._verifying

@@ -237,6 +237,10 @@ def parse_request(params: dict[str, str], zone: ZoneInfo) -> OsmpRequest:
 
 
 def _element(name: str, value: str) -> str:
+    # Most values (ids, sums, codes, stock comments) are plain ASCII words with nothing to
+    # escape or strip; only the others go through the regex and the escaper.
+    if value.isascii() and value.replace(" ", "").replace(".", "").replace(",", "").isalnum():
+        return f"<{name}>{value}</{name}>"
     return f"<{name}>{escape(_NOT_XML_RE.sub('', value))}</{name}>"
 
 
