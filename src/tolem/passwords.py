@@ -33,23 +33,19 @@ def hash_password(password: str) -> str:
     return f"{_PREFIX}${_N}${_R}${_P}${salt.hex()}${digest.hex()}"
 
 
-def _marker(password: str, stored: str) -> bytes:
-    return hmac.new(_cache_key, f"{stored}\0{password}".encode(), "sha256").digest()
-
-
 def pair_key(password: str, stored: str) -> bytes:
     """A keyed digest naming one (stored hash, presented password) pair; reveals neither."""
-    return _marker(password, stored)
+    return hmac.new(_cache_key, f"{stored}\0{password}".encode(), "sha256").digest()
 
 
 def remembered(password: str, stored: str) -> bool | None:
     """The outcome of an earlier verification of this pair, or None if there was none."""
-    return _outcomes.get(_marker(password, stored))
+    return _outcomes.get(pair_key(password, stored))
 
 
 def verify_password(password: str, stored: str) -> bool:
     """Constant-time check of `password` against a stored hash; the outcome is cached."""
-    marker = _marker(password, stored)
+    marker = pair_key(password, stored)
     known = _outcomes.get(marker)
     if known is not None:
         return known
