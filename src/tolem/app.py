@@ -179,11 +179,9 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def metrics_view(request: web.Request) -> web.Response:
+async def metrics_view(_request: web.Request) -> web.Response:
     """Prometheus text exposition."""
-    pool = request.app[POOL]
-    metrics.POOL_SIZE.set(pool.get_size())
-    metrics.POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
+    # Pool gauges come from each worker's _pool_gauges task: a scrape reaches only one worker.
     body = metrics.exposition()
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST

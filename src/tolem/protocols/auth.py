@@ -104,6 +104,20 @@ async def password_ok(
     return login_ok and password_good
 
 
+async def admitted(
+    request: web.Request,
+    provider: Provider,
+    trusted_proxies: tuple[Network, ...],
+    *,
+    default_login: str | None = None,
+) -> bool:
+    """Whether the caller passes the provider's allow-list and, if it has a password, Basic
+    credentials: the whole gate of protocols that authenticate with HTTP Basic."""
+    if not ip_allowed(provider, client_ip(request, trusted_proxies)):
+        return False
+    return await password_ok(provider, basic_credentials(request), default_login=default_login)
+
+
 # Verifications in progress, by event loop and keyed digest of the pair (no password kept).
 _verifying: dict[tuple[asyncio.AbstractEventLoop, bytes], asyncio.Future[bool]] = {}
 

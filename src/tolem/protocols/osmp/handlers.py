@@ -17,7 +17,7 @@ from tolem.core import errors
 from tolem.core.codes import MAX_CODE_LENGTH, mask, mask_name, normalize
 from tolem.core.model import PayCommand, Payment, PaymentState, Protocol, Provider
 from tolem.core.service import PaymentService
-from tolem.protocols.auth import basic_credentials, client_ip, ip_allowed, password_ok
+from tolem.protocols.auth import admitted
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.osmp import codes, wire
 from tolem.protocols.osmp.codes import Result
@@ -69,8 +69,7 @@ class OsmpAdapter(ProtocolAdapter):
         log_line: dict[str, Any],
     ) -> web.StreamResponse:
         log_line["command"] = "unparsed"
-        address = client_ip(request, context.settings.trusted_proxies)
-        if not ip_allowed(provider, address) or not await password_ok(provider, basic_credentials(request)):
+        if not await admitted(request, provider, context.settings.trusted_proxies):
             log_line.update(command="refused", result="forbidden")
             return _forbidden()
         txn_id: str | None = None

@@ -17,7 +17,7 @@ from tolem.core import errors
 from tolem.core.codes import mask, mask_name, normalize
 from tolem.core.model import PayCommand, Payment, PaymentResult, PaymentState, Protocol, Provider
 from tolem.core.service import PaymentService
-from tolem.protocols.auth import basic_credentials, client_ip, ip_allowed, password_ok
+from tolem.protocols.auth import admitted
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.payme import codes, wire
 
@@ -122,10 +122,8 @@ class PaymeAdapter(ProtocolAdapter):
     ) -> web.StreamResponse:
         """Authenticates, reads the JSON-RPC call, runs it and answers, always with HTTP 200."""
         log_line["command"] = "unparsed"
-        address = client_ip(request, context.settings.trusted_proxies)
-        credentials = basic_credentials(request)
-        if not ip_allowed(provider, address) or not await password_ok(
-            provider, credentials, default_login=DEFAULT_LOGIN
+        if not await admitted(
+            request, provider, context.settings.trusted_proxies, default_login=DEFAULT_LOGIN
         ):
             # Refused before the body is even read.
             log_line["command"] = "refused"
