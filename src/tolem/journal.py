@@ -231,11 +231,16 @@ class JournalWriter:
                     await self._task
             self._task = None
 
-    async def flush(self) -> None:
-        """Writes everything buffered now; raises if the database refuses (entries are kept)."""
+    async def flush(self, limit: int | None = None) -> None:
+        """Writes what is buffered (at most `limit` entries); raises if the database refuses.
+
+        Entries that a refused write held back stay buffered for the next flush.
+        """
         async with self._lock:
-            while self._buffer:
-                chunk = self._buffer[: self._batch]
+            left = len(self._buffer) if limit is None else min(limit, len(self._buffer))
+            while left > 0:
+                chunk = self._buffer[: min(self._batch, left)]
+                left -= len(chunk)
                 async with self._pool.acquire() as conn:
                     try:
                         await journal_db.insert_many(conn, chunk)
@@ -276,7 +281,11 @@ class JournalWriter:
             # Let a batch gather: under load one INSERT carries many calls.
             await self._pause(self._interval)
             try:
-                await self.flush()
+                # Only what had gathered: calls recorded during this write wait for the next
+                # round. Draining until empty kept the writer in a loop of ten-row INSERTs under
+                # load, a commit every few milliseconds (a third of a check's cost in the
+                # benchmark).
+                await self.flush(len(self._buffer))
             except Exception as exc:  # noqa: BLE001 - the writer must outlive any one failure
                 metrics.JOURNAL_WRITE_FAILURES.inc()
                 _log.warning("journal_write_failed", rows=len(self._buffer), error=type(exc).__name__)

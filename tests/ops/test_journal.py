@@ -279,6 +279,34 @@ class TestWriter:
         await writer.close()
         assert await pool.fetchval("SELECT count(*) FROM request_journal") == 50
 
+    async def test_steady_traffic_is_written_in_one_batch_per_interval(
+        self, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Calls recorded while a batch is being written wait for the next round, not a write of their own."""
+        statements = 0
+        real_insert = journal_db.insert_many
+
+        async def counted(conn: Any, entries: Any) -> None:
+            nonlocal statements
+            statements += 1
+            await real_insert(conn, entries)
+
+        monkeypatch.setattr(journal_db, "insert_many", counted)
+        writer = JournalWriter(pool, interval=0.1)
+        writer.start()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        recorded = 0
+        while loop.time() - started < 0.6:
+            writer.record(entry(txn=str(recorded)))
+            recorded += 1
+            await asyncio.sleep(0.001)
+        await writer.close()
+        assert await pool.fetchval("SELECT count(*) FROM request_journal") == recorded
+        # About six rounds in 0.6 s, and the close; draining until empty made one per commit.
+        assert recorded > 200
+        assert statements <= 9
+
     async def test_a_refused_row_does_not_hold_back_its_batch(self, pool: asyncpg.Pool) -> None:
         """A row the schema refuses is dropped alone; its batch-mates are written."""
         writer = JournalWriter(pool)
