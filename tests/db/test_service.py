@@ -154,6 +154,31 @@ class TestPay:
         assert again.payment.id == first.payment.id
         assert await factory.balance(account_id) == 10000
 
+    async def test_repeat_is_judged_by_the_stored_payment_before_any_refusal(
+        self,
+        service: PaymentService,
+        factory: Factory,
+    ) -> None:
+        """Once a provider is disabled in the database, a repeat still replays; a repeat naming
+        a code nobody has is a conflict with the stored payment, not an unknown code."""
+        provider = await factory.provider()
+        account_id, code = await factory.account()
+        first = await service.pay(provider, cmd("t-1", code))
+        async with factory.pool.acquire() as conn:
+            # The gateway's provider cache may still say enabled: the database decides.
+            await conn.execute("UPDATE providers SET enabled = false")
+        again = await service.pay(provider, cmd("t-1", code))
+        assert again.replayed
+        assert again.payment.id == first.payment.id
+        with pytest.raises(errors.ProviderDisabled):
+            await service.pay(provider, cmd("t-2", code))
+        async with factory.pool.acquire() as conn:
+            await conn.execute("UPDATE providers SET enabled = true")
+        with pytest.raises(errors.IdempotencyConflict):
+            await service.pay(provider, cmd("t-1", "009999999999"))
+        assert await factory.count("SELECT count(*) FROM payments") == 1
+        assert await factory.balance(account_id) == 10000
+
     async def test_provider_time_is_stored(self, service: PaymentService, factory: Factory) -> None:
         """The aggregator's own timestamp is kept next to ours."""
         provider = await factory.provider()
