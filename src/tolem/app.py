@@ -75,6 +75,10 @@ PROVIDERS: Final = web.AppKey("providers", ProviderCache)
 JOURNAL: Final = web.AppKey("journal", JournalWriter)
 
 
+# Pooled connections beyond the gateway's lanes (TOLEM_POOL_SIZE), for everything else.
+SIDE_CONNECTIONS: Final = 2
+
+
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     owned = POOL not in app
@@ -83,13 +87,17 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             raise RuntimeError("create_app needs settings.database_url (resolve it first)")
         app[POOL] = await create_pool(
             settings.database_url.get_secret_value(),
-            size=settings.pool_size,
+            size=settings.pool_size + SIDE_CONNECTIONS,
             deadline=settings.request_deadline,
         )
     pool = app[POOL]
-    app[SERVICE] = PaymentService(PgStore(pool), observer=metrics.PrometheusObserver())
+    # pool_size connections carry the gateway's statements; the rest of the pool is room for
+    # the journal writer, provider reloads, readiness and admin calls.
+    store = PgStore(pool, lanes=settings.pool_size if owned else None)
+    app[SERVICE] = PaymentService(store, observer=metrics.PrometheusObserver())
     app[PROVIDERS] = ProviderCache(pool, settings.provider_cache_seconds)
     yield
+    await store.close()
     if owned:
         await pool.close()
 

@@ -1,8 +1,6 @@
 """Connection pool and the mapping of database failures to domain retry semantics."""
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
@@ -65,15 +63,13 @@ async def create_pool(dsn: str, *, size: int, deadline: float) -> asyncpg.Pool:
     )
 
 
-@asynccontextmanager
-async def guarded() -> AsyncIterator[None]:
-    """Turns database failures into RetryableConflict or TemporarilyUnavailable."""
-    try:
-        yield
-    except _RETRYABLE as exc:
-        raise errors.RetryableConflict(type(exc).__name__) from exc
-    except _UNKNOWN_OUTCOME as exc:
-        raise errors.TemporarilyUnavailable(type(exc).__name__) from exc
+def domain_error(exc: BaseException) -> Exception | None:
+    """RetryableConflict or TemporarilyUnavailable for a database failure; None for others."""
+    if isinstance(exc, _RETRYABLE):
+        return errors.RetryableConflict(type(exc).__name__)
+    if isinstance(exc, _UNKNOWN_OUTCOME):
+        return errors.TemporarilyUnavailable(type(exc).__name__)
+    return None
 
 
 def record_dict(record: Any) -> dict[str, Any]:

@@ -1,16 +1,16 @@
 """PostgreSQL implementation of the core's PaymentStore. Money moves only in sql functions."""
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 import asyncpg
 
+from tolem.core import errors
 from tolem.core.model import CheckResult, PayCommand, Payment, PaymentState
-from tolem.db.pool import guarded
+from tolem.db.pool import domain_error
 
 _ACCEPT: Final = "SELECT * FROM tolem_accept($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 _PERFORM: Final = "SELECT * FROM tolem_perform($1, $2, $3, $4, $5)"
@@ -39,6 +39,25 @@ SELECT {PAYMENT_COLUMNS}
  WHERE p.provider_id = $1 AND p.provider_time BETWEEN $2 AND $3
  ORDER BY p.provider_time, p.id
 """
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One statement waiting for a lane, and where its answer goes."""
+
+    answer: asyncio.Future[Any]
+    method: str
+    query: str
+    args: tuple[Any, ...]
+
+
+# After these the session is gone (or in an unknown state): the lane lets the connection go.
+_LOST_CONNECTION: Final = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError, TimeoutError)
+
+
+def _settle(call: _Call, exc: BaseException) -> None:
+    if not call.answer.done():
+        call.answer.set_exception(exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,23 +95,97 @@ def _outcome(row: Any) -> StoredOutcome:
 
 
 class PgStore:
-    """Each call takes a pooled connection for one transaction and gives it back."""
+    """Runs each call as one statement on one of `lanes` connections, first come, first served.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    Each lane is a task that owns a pooled connection while calls are waiting and runs them one
+    after another, sending the next statement as soon as the previous answer is in. A call's
+    statement is therefore never more than one turn of the event loop behind the answer before
+    it; handing the connection back to the pool and to the next waiting request between calls
+    cost a turn more, and under load a turn is milliseconds (27 % more pays per second in the
+    benchmark, and the same p99 guarantee). The queue is strictly FIFO: asyncpg's own pool lets
+    a newcomer take a freed connection ahead of a woken waiter, which had some requests wait
+    over a second while others took 4 ms. A lane gives its connection back when nothing is
+    waiting, so the pool's other users (journal, provider reloads, admin) get one whenever the
+    gateway is not saturated; the application sizes the pool with room for them.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, lanes: int | None = None) -> None:
         self._pool = pool
-        # asyncpg's pool hands a freed connection to whichever coroutine asks next, and a woken
-        # waiter that lost the race queues again at the back: under load some requests waited
-        # over a second while others took 4 ms. A semaphore admits waiters strictly in order.
-        self._turns = asyncio.Semaphore(pool.get_max_size())
+        self._lane_count = lanes if lanes is not None else pool.get_max_size()
+        self._calls: asyncio.Queue[_Call] = asyncio.Queue()
+        self._lanes: list[asyncio.Task[None]] = []
 
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
-        async with guarded(), self._turns, self._pool.acquire() as conn:
-            yield conn
+    async def close(self) -> None:
+        """Stops the lanes; a call still queued gets TemporarilyUnavailable."""
+        lanes, self._lanes = self._lanes, []
+        for lane in lanes:
+            lane.cancel()
+        for lane in lanes:
+            with contextlib.suppress(asyncio.CancelledError):
+                await lane
+        while not self._calls.empty():
+            call = self._calls.get_nowait()
+            if not call.answer.done():
+                call.answer.set_exception(errors.TemporarilyUnavailable("store closed"))
+
+    async def _run(self, method: str, query: str, *args: Any) -> Any:
+        """`conn.<method>(query, *args)` on the next free lane; database errors mapped."""
+        if not self._lanes:
+            self._lanes = [
+                asyncio.create_task(self._lane(), name=f"tolem-store-lane-{n}")
+                for n in range(self._lane_count)
+            ]
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._calls.put_nowait(_Call(answer, method, query, args))
+        try:
+            return await answer
+        except Exception as exc:
+            if (mapped := domain_error(exc)) is not None:
+                raise mapped from exc
+            raise
+
+    async def _lane(self) -> None:
+        while True:
+            call = await self._calls.get()
+            try:
+                conn = await self._pool.acquire()
+            except Exception as exc:  # noqa: BLE001 - the caller gets it, the lane goes on
+                _settle(call, exc)
+                continue
+            try:
+                while True:
+                    # A caller that gave up (its deadline passed) is skipped, never run late.
+                    if not call.answer.done() and not await self._answer(conn, call):
+                        break  # the connection is gone; the pool replaces it
+                    if self._calls.empty():
+                        break
+                    call = self._calls.get_nowait()
+            finally:
+                # A connection that died was already taken back by the pool.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    await self._pool.release(conn)
+
+    @staticmethod
+    async def _answer(conn: asyncpg.Connection, call: _Call) -> bool:
+        """Runs one call; whether the connection is still fit for the next."""
+        try:
+            result = await getattr(conn, call.method)(call.query, *call.args)
+        except asyncio.CancelledError:
+            # Closing: whether the statement committed is unknown.
+            _settle(call, errors.TemporarilyUnavailable("store closed"))
+            raise
+        except _LOST_CONNECTION as exc:
+            _settle(call, exc)
+            return False
+        except Exception as exc:  # noqa: BLE001 - the caller gets it
+            _settle(call, exc)
+            return True
+        if not call.answer.done():
+            call.answer.set_result(result)
+        return True
 
     async def find_payer(self, payment_code: str) -> tuple[CheckResult, str] | None:
-        async with self._connection() as conn:
-            row = await conn.fetchrow(_FIND_PAYER, payment_code)
+        row = await self._run("fetchrow", _FIND_PAYER, payment_code)
         if row is None:
             return None
         result = CheckResult(
@@ -113,19 +206,19 @@ class PgStore:
         expire_reason: int | None,
     ) -> StoredOutcome:
         # A single statement is its own transaction: one round trip per pay.
-        async with self._connection() as conn:
-            row = await conn.fetchrow(
-                _ACCEPT,
-                provider_id,
-                command.external_id,
-                command.payment_code,
-                command.amount_minor,
-                command.provider_time,
-                command.provider_time_raw,
-                credit,
-                expire_before,
-                expire_reason,
-            )
+        row = await self._run(
+            "fetchrow",
+            _ACCEPT,
+            provider_id,
+            command.external_id,
+            command.payment_code,
+            command.amount_minor,
+            command.provider_time,
+            command.provider_time_raw,
+            credit,
+            expire_before,
+            expire_reason,
+        )
         return _outcome(row)
 
     async def perform(
@@ -137,15 +230,15 @@ class PgStore:
         expire_before: datetime | None,
         expire_reason: int | None,
     ) -> StoredOutcome:
-        async with self._connection() as conn:
-            row = await conn.fetchrow(
-                _PERFORM,
-                provider_id,
-                external_id,
-                payment_id,
-                expire_before,
-                expire_reason,
-            )
+        row = await self._run(
+            "fetchrow",
+            _PERFORM,
+            provider_id,
+            external_id,
+            payment_id,
+            expire_before,
+            expire_reason,
+        )
         return _outcome(row)
 
     async def cancel(
@@ -156,8 +249,7 @@ class PgStore:
         *,
         reason: int | None,
     ) -> StoredOutcome:
-        async with self._connection() as conn:
-            row = await conn.fetchrow(_CANCEL, provider_id, external_id, payment_id, reason)
+        row = await self._run("fetchrow", _CANCEL, provider_id, external_id, payment_id, reason)
         return _outcome(row)
 
     async def void(
@@ -168,8 +260,7 @@ class PgStore:
         *,
         reason: int | None,
     ) -> StoredOutcome:
-        async with self._connection() as conn:
-            row = await conn.fetchrow(_VOID, provider_id, external_id, payment_id, reason)
+        row = await self._run("fetchrow", _VOID, provider_id, external_id, payment_id, reason)
         return _outcome(row)
 
     async def get_payment(
@@ -178,8 +269,7 @@ class PgStore:
         external_id: str | None,
         payment_id: int | None,
     ) -> Payment | None:
-        async with self._connection() as conn:
-            row = await conn.fetchrow(_GET_PAYMENT, provider_id, external_id, payment_id)
+        row = await self._run("fetchrow", _GET_PAYMENT, provider_id, external_id, payment_id)
         return None if row is None else payment_from_row(row)
 
     async def statement(
@@ -188,8 +278,7 @@ class PgStore:
         since: datetime,
         until: datetime,
     ) -> list[Payment]:
-        async with self._connection() as conn:
-            rows = await conn.fetch(_STATEMENT, provider_id, since, until)
+        rows = await self._run("fetch", _STATEMENT, provider_id, since, until)
         return [payment_from_row(row) for row in rows]
 
     async def expire_reservations(
@@ -199,6 +288,5 @@ class PgStore:
         reason: int | None,
         limit: int,
     ) -> int:
-        async with self._connection() as conn:
-            count = await conn.fetchval(_EXPIRE_RESERVATIONS, provider_id, before, reason, limit)
+        count = await self._run("fetchval", _EXPIRE_RESERVATIONS, provider_id, before, reason, limit)
         return int(count)
