@@ -135,3 +135,18 @@ async def test_closing_answers_waiting_calls_and_returns_connections(database_ur
         assert pool.get_idle_size() == pool.get_size()
     finally:
         await pool.close()
+
+
+async def test_closing_answers_a_call_whose_lane_waits_for_a_connection(database_url: str) -> None:
+    """A lane still waiting for a pooled connection at shutdown answers its call too."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    store = PgStore(pool)
+    try:
+        async with pool.acquire():
+            waiting = asyncio.create_task(store._run("fetchval", "SELECT 1"))
+            await asyncio.sleep(0.05)
+            await store.close()
+            with pytest.raises(errors.TemporarilyUnavailable):
+                await waiting
+    finally:
+        await pool.close()

@@ -7,10 +7,13 @@ from datetime import datetime
 from typing import Any, Final
 
 import asyncpg
+import structlog
 
 from tolem.core import errors
 from tolem.core.model import CheckResult, PayCommand, Payment, PaymentState
 from tolem.db.pool import domain_error
+
+_log = structlog.get_logger("tolem.store")
 
 _ACCEPT: Final = "SELECT * FROM tolem_accept($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 _PERFORM: Final = "SELECT * FROM tolem_perform($1, $2, $3, $4, $5)"
@@ -116,7 +119,7 @@ class PgStore:
         self._lanes: list[asyncio.Task[None]] = []
 
     async def close(self) -> None:
-        """Stops the lanes; a call still queued gets TemporarilyUnavailable."""
+        """Stops the lanes; calls running or still queued get TemporarilyUnavailable."""
         lanes, self._lanes = self._lanes, []
         for lane in lanes:
             lane.cancel()
@@ -148,22 +151,33 @@ class PgStore:
         while True:
             call = await self._calls.get()
             try:
-                conn = await self._pool.acquire()
-            except Exception as exc:  # noqa: BLE001 - the caller gets it, the lane goes on
+                await self._serve(call)
+            except asyncio.CancelledError:
+                _settle(call, errors.TemporarilyUnavailable("store closed"))
+                raise
+            except Exception as exc:  # noqa: BLE001 - a lane that died would leave calls unserved
                 _settle(call, exc)
-                continue
-            try:
-                while True:
-                    # A caller that gave up (its deadline passed) is skipped, never run late.
-                    if not call.answer.done() and not await self._answer(conn, call):
-                        break  # the connection is gone; the pool replaces it
-                    if self._calls.empty():
-                        break
-                    call = self._calls.get_nowait()
-            finally:
-                # A connection that died was already taken back by the pool.
-                with contextlib.suppress(asyncpg.InterfaceError):
-                    await self._pool.release(conn)
+                _log.exception("store_lane_error")
+
+    async def _serve(self, call: _Call) -> None:
+        """Runs `call` and every call queued behind it on one checkout of a connection."""
+        try:
+            conn = await self._pool.acquire()
+        except Exception as exc:  # noqa: BLE001 - the caller gets it, the lane goes on
+            _settle(call, exc)
+            return
+        try:
+            while True:
+                # A caller that gave up (its deadline passed) is skipped, never run late.
+                if not call.answer.done() and not await self._answer(conn, call):
+                    return  # the connection is gone; the pool replaces it
+                if self._calls.empty():
+                    return
+                call = self._calls.get_nowait()
+        finally:
+            # A connection that died was already taken back by the pool.
+            with contextlib.suppress(asyncpg.InterfaceError):
+                await self._pool.release(conn)
 
     @staticmethod
     async def _answer(conn: asyncpg.Connection, call: _Call) -> bool:
