@@ -232,15 +232,17 @@ class JournalWriter:
             self._task = None
 
     async def flush(self, limit: int | None = None) -> None:
-        """Writes what is buffered (at most `limit` entries); raises if the database refuses.
+        """Writes at most `limit` entries, or without one until the buffer is empty (entries
+        recorded meanwhile included); raises if the database refuses.
 
         Entries that a refused write held back stay buffered for the next flush.
         """
         async with self._lock:
-            left = len(self._buffer) if limit is None else min(limit, len(self._buffer))
-            while left > 0:
-                chunk = self._buffer[: min(self._batch, left)]
-                left -= len(chunk)
+            left = limit
+            while self._buffer and (left is None or left > 0):
+                chunk = self._buffer[: self._batch if left is None else min(self._batch, left)]
+                if left is not None:
+                    left -= len(chunk)
                 async with self._pool.acquire() as conn:
                     try:
                         await journal_db.insert_many(conn, chunk)

@@ -307,6 +307,24 @@ class TestWriter:
         assert recorded > 200
         assert statements <= 9
 
+    async def test_close_also_writes_calls_recorded_during_its_last_write(
+        self, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A call that finishes while close() is writing the last batch is stored too."""
+        writer = JournalWriter(pool)
+        real_insert = journal_db.insert_many
+
+        async def insert_and_record_a_late_call(conn: Any, entries: Any) -> None:
+            await real_insert(conn, entries)
+            if entries[0].txn == "first":
+                writer.record(entry(txn="late"))
+
+        monkeypatch.setattr(journal_db, "insert_many", insert_and_record_a_late_call)
+        writer.record(entry(txn="first"))
+        await writer.close()
+        stored = await pool.fetchval("SELECT array_agg(txn ORDER BY id) FROM request_journal")
+        assert stored == ["first", "late"]
+
     async def test_a_refused_row_does_not_hold_back_its_batch(self, pool: asyncpg.Pool) -> None:
         """A row the schema refuses is dropped alone; its batch-mates are written."""
         writer = JournalWriter(pool)
