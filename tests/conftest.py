@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from tolem.core.model import Provider
+from tolem.core.model import Protocol, Provider
 from tolem.core.service import PaymentService
 from tolem.db import accounts as account_db
 from tolem.db import providers as provider_db
@@ -140,6 +140,26 @@ def settings(database_url: str) -> Settings:
 def service(pool: asyncpg.Pool) -> PaymentService:
     """The core service on the test database."""
     return PaymentService(PgStore(pool))
+
+
+def provider_value(protocol: Protocol, name: str, *, currency: str = "KGS", **fields: Any) -> Provider:
+    """A Provider value for checks that never reach the database; `fields` override the rest."""
+    values: dict[str, Any] = {
+        "id": 1,
+        "name": name,
+        "protocol": protocol,
+        "enabled": True,
+        "allow_ips": (),
+        "login": None,
+        "password_hash": None,
+        "secret": None,
+        "service_id": None,
+        "min_amount_minor": None,
+        "max_amount_minor": None,
+        "currency": currency,
+        "timezone": None,
+    }
+    return Provider(**(values | fields))
 
 
 class Factory:

@@ -3,7 +3,7 @@
 import pytest
 from structlog.testing import capture_logs
 
-from tests.conftest import Factory
+from tests.conftest import Factory, provider_value
 from tests.http.click.conftest import (
     SECRET,
     SERVICE_ID,
@@ -24,21 +24,7 @@ from tolem.settings import Settings
 
 def provider(secret: str | None = SECRET, service_id: str | None = SERVICE_ID) -> Provider:
     """A Click provider value for the pure signature checks."""
-    return Provider(
-        id=1,
-        name="click",
-        protocol=Protocol.CLICK,
-        enabled=True,
-        allow_ips=(),
-        login=None,
-        password_hash=None,
-        secret=secret,
-        service_id=service_id,
-        min_amount_minor=None,
-        max_amount_minor=None,
-        currency="UZS",
-        timezone=None,
-    )
+    return provider_value(Protocol.CLICK, "click", currency="UZS", secret=secret, service_id=service_id)
 
 
 PREPARE = {

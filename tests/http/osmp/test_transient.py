@@ -14,8 +14,9 @@ from aiohttp.test_utils import make_mocked_request
 from structlog.testing import capture_logs
 
 import tolem.log
+from tests.conftest import provider_value
 from tests.http.osmp.conftest import OsmpWorld, paid, refused, stated
-from tolem.core.model import Protocol, Provider
+from tolem.core.model import Protocol
 from tolem.core.service import PaymentService
 from tolem.protocols.osmp.handlers import ECHO, Echo, OsmpAdapter
 
@@ -114,21 +115,7 @@ async def test_deadline_answers_1(world: OsmpWorld, monkeypatch: pytest.MonkeyPa
 
 def test_temporary_error_echoes_the_txn_id_only_once_read() -> None:
     """The last-resort answer is 1 with an empty osmp_txn_id until txn_id was read."""
-    provider = Provider(
-        id=1,
-        name="kiosk",
-        protocol=Protocol.OSMP,
-        enabled=True,
-        allow_ips=(),
-        login=None,
-        password_hash=None,
-        secret=None,
-        service_id=None,
-        min_amount_minor=None,
-        max_amount_minor=None,
-        currency="KGS",
-        timezone=None,
-    )
+    provider = provider_value(Protocol.OSMP, "kiosk")
     adapter = OsmpAdapter()
     request = make_mocked_request("GET", "/gw/kiosk")
     first = adapter.temporary_error(request, provider)

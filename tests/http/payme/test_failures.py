@@ -12,7 +12,7 @@ from aiohttp.test_utils import make_mocked_request
 from structlog.testing import capture_logs
 
 import tolem.log
-from tests.conftest import Factory
+from tests.conftest import Factory, provider_value
 from tests.http.payme.conftest import KEY, Clock, Payme, app_settings, err
 from tolem import metrics
 from tolem.app import create_app
@@ -110,21 +110,7 @@ def test_temporary_error_echoes_the_id_only_once_read(provider_stub: Provider) -
 @pytest.fixture
 def provider_stub() -> Provider:
     """A provider value for calls that do not reach the database."""
-    return Provider(
-        id=1,
-        name="payme",
-        protocol=Protocol.PAYME,
-        enabled=True,
-        allow_ips=(),
-        login=None,
-        password_hash=None,
-        secret=None,
-        service_id=None,
-        min_amount_minor=None,
-        max_amount_minor=None,
-        currency="KGS",
-        timezone=None,
-    )
+    return provider_value(Protocol.PAYME, "payme")
 
 
 async def test_log_line_masks_the_code_and_never_holds_secrets(
