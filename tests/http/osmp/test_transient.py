@@ -35,6 +35,17 @@ async def held(world: OsmpWorld, statement: str, *args: object) -> AsyncIterator
         await world.factory.pool.release(conn)
 
 
+async def until_tolem_waits_on_a_lock(world: OsmpWorld) -> None:
+    """Returns once one of tolem's sessions is blocked on a lock (its statement is in flight)."""
+    waiting = 0
+    while waiting == 0:
+        await asyncio.sleep(0.01)
+        waiting = await world.factory.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tolem'"
+            " AND wait_event_type = 'Lock'"
+        )
+
+
 async def test_pay_while_database_is_stuck_answers_1_then_retry_credits_once(world: OsmpWorld) -> None:
     """A pay that cannot reach the payments table in time answers 1 and stores nothing; the
     repeat credits once and answers 0."""
@@ -71,13 +82,7 @@ async def test_database_connection_killed_mid_pay_answers_1(world: OsmpWorld) ->
     half-written; the repeat credits once."""
     async with held(world, "LOCK TABLE payments IN ACCESS EXCLUSIVE MODE"):
         pending = asyncio.create_task(world.kiosk.pay("8005", "60.00"))
-        waiting = 0
-        while waiting == 0:
-            await asyncio.sleep(0.01)
-            waiting = await world.factory.count(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tolem'"
-                " AND wait_event_type = 'Lock'"
-            )
+        await until_tolem_waits_on_a_lock(world)
         await world.factory.count(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'tolem'"
         )
@@ -158,13 +163,7 @@ async def test_client_disconnect_leaves_no_half_done_payment(world: OsmpWorld) -
         reader, writer = await asyncio.open_connection(server.host, server.port)
         writer.write(f"GET /gw/kiosk?{query} HTTP/1.1\r\nHost: kiosk\r\n\r\n".encode())
         await writer.drain()
-        waiting = 0
-        while waiting == 0:
-            await asyncio.sleep(0.01)
-            waiting = await world.factory.count(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tolem'"
-                " AND wait_event_type = 'Lock'"
-            )
+        await until_tolem_waits_on_a_lock(world)
         writer.close()
         await writer.wait_closed()
         assert await reader.read() == b""
