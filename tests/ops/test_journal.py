@@ -158,6 +158,20 @@ class TestScrubbing:
             scrub_body(body) == "<r><account>*******7766</account><comment>paid ********7897 ok</comment></r>"
         )
 
+    def test_xml_keys_match_in_any_case_and_only_whole_names(self) -> None:
+        """<Sign> and <ACCOUNT> are scrubbed; <accounts> and <code_hint> are not code fields."""
+        others = "<accounts>7</accounts><code_hint>x</code_hint>"
+        body = f"<r><Sign>abc</Sign><ACCOUNT>ZX-99887766</ACCOUNT>{others}</r>"
+        assert scrub_body(body) == f"<r><Sign>***</Sign><ACCOUNT>*******7766</ACCOUNT>{others}</r>"
+
+    def test_issued_code_shape_needs_digit_free_edges(self) -> None:
+        """Only a standalone 00+10 digits is masked: at either end of the body, not inside a longer number."""
+        assert scrub_body("001234567897") == "********7897"
+        assert scrub_body("x:001234567897.") == "x:********7897."
+        assert scrub_body("9001234567897") == "9001234567897"
+        assert scrub_body("0012345678970") == "0012345678970"
+        assert scrub_body("0001234567897") == "0001234567897"
+
     def test_unmasked_code_in_log_line_is_masked_before_storing(self) -> None:
         """Whatever an adapter put as `code`, the stored value shows at most four characters."""
         from aiohttp import web
@@ -189,6 +203,13 @@ class TestStorage:
             with pytest.raises(asyncpg.RestrictViolationError):
                 await pool.execute(statement)
         assert await pool.fetchval("SELECT count(*) FROM request_journal") == 1
+
+    async def test_details_keep_text_and_any_integer(self, pool: asyncpg.Pool) -> None:
+        """Non-ASCII text and an integer beyond 64 bits in `details` are stored as given."""
+        details = {"comment": "Оплата принята", "big": 2**70, "replayed": False, "duration": 1.5}
+        await journal_db.insert_many(pool, [entry(details=details)])
+        stored = await pool.fetchval("SELECT details::text FROM request_journal")
+        assert json.loads(stored) == details
 
     async def test_search_filters_and_pages(self, pool: asyncpg.Pool) -> None:
         """Search narrows by provider, txn, masked code and time range, newest first, paged by id."""

@@ -28,7 +28,6 @@ _TXN_ID_RE: Final = re.compile(r"[0-9]{1,28}")
 # The account is whatever the payer typed; OSMP allows up to 200 characters.
 MAX_ACCOUNT_LENGTH: Final = 200
 _TXN_DATE_RE: Final = re.compile(r"[0-9]{14}")
-_TXN_DATE_FORMAT: Final = "%Y%m%d%H%M%S"
 # No kiosk accepted a payment in another millennium.
 _TXN_YEARS: Final = range(2000, 3000)
 _CCY_ALPHA_RE: Final = re.compile(r"[A-Za-z]{3}")
@@ -185,7 +184,10 @@ def _txn_date(params: dict[str, str], zone: ZoneInfo) -> tuple[datetime, str]:
     if not _TXN_DATE_RE.fullmatch(raw):
         raise WireError(Result.OTHER, "malformed txn_date (YYYYMMDDHHMMSS)")
     try:
-        local = datetime.strptime(raw, _TXN_DATE_FORMAT)
+        # Fourteen ASCII digits by the regex above; slicing them is a tenth of strptime's cost.
+        local = datetime(
+            int(raw[0:4]), int(raw[4:6]), int(raw[6:8]), int(raw[8:10]), int(raw[10:12]), int(raw[12:14])
+        )
     except ValueError:
         raise WireError(Result.OTHER, "impossible txn_date") from None
     if local.year not in _TXN_YEARS:
