@@ -30,8 +30,10 @@ from tolem.db.journal import JournalEntry
 _log = structlog.get_logger("tolem.journal")
 
 _DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
-# A row the schema refuses must not hold back the rows batched with it.
-_BAD_ROW_ERRORS: Final = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+# A row the schema refuses must not hold back the rows batched with it. The batch is a binary
+# COPY: a value that cannot be encoded is refused here, before the database sees it, as a
+# ValueError or TypeError.
+_BAD_ROW_ERRORS: Final = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError, ValueError, TypeError)
 
 # Large enough for a Payme statement page; anything longer is cut (the log says so in `details`).
 MAX_BODY_CHARS: Final = 16 * 1024

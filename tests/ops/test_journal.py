@@ -358,6 +358,20 @@ class TestWriter:
             "good-2",
         ]
 
+    async def test_a_value_that_cannot_be_encoded_does_not_hold_back_its_batch(
+        self, pool: asyncpg.Pool
+    ) -> None:
+        """A row refused before it reaches the database (an address that is none) is dropped alone."""
+        writer = JournalWriter(pool)
+        writer.record(entry(txn="good-1"))
+        writer.record(entry(txn="bad", remote_addr="not-an-address"))
+        writer.record(entry(txn="good-2"))
+        await writer.flush()
+        assert await pool.fetchval("SELECT array_agg(txn ORDER BY id) FROM request_journal") == [
+            "good-1",
+            "good-2",
+        ]
+
 
 class TestCli:
     async def test_journal_answers_did_you_receive_txn(self, cli: Cli, pool: asyncpg.Pool) -> None:
