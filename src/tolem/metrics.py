@@ -94,8 +94,10 @@ ADMIN_REQUESTS: Final = Counter(
 MULTIPROCESS_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 # labels() validates and looks its arguments up under a lock on every call; the children of
-# one (provider, command, result) never change (nothing here removes or clears them).
+# one set of label values never change (nothing here removes or clears them), so the hot ones
+# are kept.
 _GATEWAY_CHILDREN: Final[dict[tuple[str, str, str], tuple[Any, Any]]] = {}
+_CREDITED_CHILDREN: Final[dict[str, Any]] = {}
 
 
 def observe_gateway(provider: str, command: str, result: str, seconds: float) -> None:
@@ -130,7 +132,10 @@ class PrometheusObserver(Observer):
 
     def credited(self, provider: Provider, amount_minor: int) -> None:
         """Adds a credit's amount."""
-        CREDITED_MINOR.labels(provider.name).inc(amount_minor)
+        child = _CREDITED_CHILDREN.get(provider.name)
+        if child is None:
+            child = _CREDITED_CHILDREN[provider.name] = CREDITED_MINOR.labels(provider.name)
+        child.inc(amount_minor)
 
     def replayed(self, provider: Provider) -> None:
         """Counts a replay."""
