@@ -14,7 +14,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import pytest
@@ -142,6 +142,18 @@ def service(pool: asyncpg.Pool) -> PaymentService:
     return PaymentService(PgStore(pool))
 
 
+# A provider's optional settings, all unset: no login, password, secret, limits or own zone.
+UNSET_PROVIDER_FIELDS: Final[dict[str, Any]] = {
+    "login": None,
+    "password_hash": None,
+    "secret": None,
+    "service_id": None,
+    "min_amount_minor": None,
+    "max_amount_minor": None,
+    "timezone": None,
+}
+
+
 def provider_value(protocol: Protocol, name: str, *, currency: str = "KGS", **fields: Any) -> Provider:
     """A Provider value for checks that never reach the database; `fields` override the rest."""
     values: dict[str, Any] = {
@@ -150,14 +162,8 @@ def provider_value(protocol: Protocol, name: str, *, currency: str = "KGS", **fi
         "protocol": protocol,
         "enabled": True,
         "allow_ips": (),
-        "login": None,
-        "password_hash": None,
-        "secret": None,
-        "service_id": None,
-        "min_amount_minor": None,
-        "max_amount_minor": None,
         "currency": currency,
-        "timezone": None,
+        **UNSET_PROVIDER_FIELDS,
     }
     return Provider(**(values | fields))
 
@@ -174,13 +180,7 @@ class Factory:
         fields: dict[str, Any] = {
             "currency": "KGS",
             "allow_ips": ["127.0.0.0/8", "::1/128"],
-            "login": None,
-            "password_hash": None,
-            "secret": None,
-            "service_id": None,
-            "min_amount_minor": None,
-            "max_amount_minor": None,
-            "timezone": None,
+            **UNSET_PROVIDER_FIELDS,
         }
         if "password" in kw:
             fields["password_hash"] = hash_password(kw.pop("password"))

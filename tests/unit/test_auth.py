@@ -7,6 +7,7 @@ from ipaddress import ip_address, ip_network
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
+from tests.conftest import provider_value
 from tolem.core.model import Protocol, Provider
 from tolem.passwords import hash_password, remembered, verify_password
 from tolem.protocols import auth
@@ -14,24 +15,8 @@ from tolem.protocols.auth import basic_credentials, client_ip, ip_allowed, passw
 
 
 def provider(**kw: object) -> Provider:
-    """A provider value with defaults."""
-    fields: dict[str, object] = {
-        "id": 1,
-        "name": "p",
-        "protocol": Protocol.OSMP,
-        "enabled": True,
-        "allow_ips": (),
-        "login": None,
-        "password_hash": None,
-        "secret": None,
-        "service_id": None,
-        "min_amount_minor": None,
-        "max_amount_minor": None,
-        "currency": "KGS",
-        "timezone": None,
-    }
-    fields.update(kw)
-    return Provider(**fields)  # type: ignore[arg-type]
+    """An OSMP provider value with defaults."""
+    return provider_value(Protocol.OSMP, "p", **kw)
 
 
 def request(peer: str, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]

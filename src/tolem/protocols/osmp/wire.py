@@ -184,7 +184,8 @@ def _txn_date(params: dict[str, str], zone: ZoneInfo) -> tuple[datetime, str]:
     if not _TXN_DATE_RE.fullmatch(raw):
         raise WireError(Result.OTHER, "malformed txn_date (YYYYMMDDHHMMSS)")
     try:
-        # Fourteen ASCII digits by the regex above; slicing them is a tenth of strptime's cost.
+        # Fourteen ASCII digits by the regex above; slicing them costs a quarter of strptime (1.4
+        # against 6 us).
         local = datetime(
             int(raw[0:4]), int(raw[4:6]), int(raw[6:8]), int(raw[8:10]), int(raw[10:12]), int(raw[12:14])
         )
