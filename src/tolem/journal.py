@@ -210,7 +210,8 @@ class JournalWriter:
             metrics.JOURNAL_DROPPED.inc()
             return
         self._buffer.append(entry)
-        metrics.JOURNAL_BUFFERED.set(len(self._buffer))
+        # The buffered gauge is refreshed by the writer each round, not here: a gauge that is
+        # at most a round (or a retry delay) behind is as good to a scrape, and cheaper per call.
         self._wake.set()
 
     def start(self) -> None:
@@ -292,6 +293,7 @@ class JournalWriter:
             self._wake.clear()
             # Let a batch gather: under load one INSERT carries many calls.
             await self._pause(self._interval)
+            metrics.JOURNAL_BUFFERED.set(len(self._buffer))
             try:
                 # Only what had gathered: calls recorded during this write wait for the next
                 # round. Draining until empty kept the writer in a loop of ten-row INSERTs under

@@ -1,8 +1,12 @@
 """OSMP's code table and wire reading, without I/O."""
 
+from urllib.parse import parse_qsl, quote_from_bytes
+from xml.sax.saxutils import escape, quoteattr
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tolem.core import errors
 from tolem.protocols.osmp import codes, wire
@@ -74,3 +78,55 @@ def test_txn_date_refusals(raw: str, comment: str) -> None:
     with pytest.raises(wire.WireError) as caught:
         wire.parse_request(params, ZONE)
     assert (caught.value.result, caught.value.comment) == (Result.OTHER, comment)
+
+
+# Every character that decides how a query is read, plus plain ones around them.
+_QUERY_ALPHABET = "ab=&+% 0Fc\u00e9\n"
+
+
+@given(
+    st.one_of(
+        st.text(alphabet=_QUERY_ALPHABET, max_size=40),
+        st.lists(
+            st.tuples(st.text(alphabet="ab+ ", max_size=4), st.binary(max_size=4)),
+            max_size=5,
+        ).map(lambda fields: "&".join(f"{n}={quote_from_bytes(v)}" for n, v in fields)),
+    )
+)
+@settings(max_examples=400, deadline=None)
+def test_query_reading_agrees_with_parse_qsl(text: str) -> None:
+    """Fields are read as strict parse_qsl reads them (stray `&` ignored); what it refuses is 300."""
+    kept = "&".join(part for part in text.rstrip().split("&") if part)
+    try:
+        expected: list[tuple[str, str]] | None = parse_qsl(
+            kept, keep_blank_values=True, strict_parsing=bool(kept), errors="strict"
+        )
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(wire.WireError) as caught:
+            wire._pairs(text)
+        assert caught.value.result is Result.OTHER
+    else:
+        assert wire._pairs(text) == expected
+
+
+def test_too_many_fields_in_one_string() -> None:
+    """More than MAX_FIELDS fields in one query or body is 300, before any is decoded."""
+    with pytest.raises(wire.WireError) as caught:
+        wire._pairs("&".join(f"p{n}=%FF" for n in range(wire.MAX_FIELDS + 1)))
+    assert caught.value.comment == "too many parameters"
+
+
+@given(st.text(max_size=12), st.text(min_size=1, max_size=12))
+@settings(max_examples=400, deadline=None)
+def test_plain_values_skip_the_escaper_without_changing_the_answer(value: str, name: str) -> None:
+    """Whatever a value or field holds, the XML is what escaping it in full would give."""
+
+    def full(text: str) -> str:
+        return escape(wire._NOT_XML_RE.sub("", text))
+
+    response = wire.answer("1", Result.OK, value, fields={name: value})
+    body = response.text or ""
+    assert f"<comment>{full(value)}</comment>" in body
+    assert f"<field1 name={quoteattr(name)}>{full(value)}</field1>" in body

