@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Final
 
 import asyncpg
 
@@ -315,15 +316,24 @@ class Target:
     # The scenarios it takes part in; None for all.
     scenarios: frozenset[str] | None = None
     protocol: str = ""
+    # Which database it serves: "" for the run's (nearly empty) one, else the label of the one
+    # holding the prior payments ("@1M"), and that database's DSN.
+    group: str = ""
+    dsn: str = ""
 
     def runs(self, scenario: str, protocols: list[str]) -> bool:
         """Whether this target is measured in a scenario."""
         wanted = not protocols or self.protocol in protocols
-        return wanted and (self.scenarios is None or scenario in self.scenarios)
+        in_group = not self.group or scenario in PRIOR_SCENARIOS
+        return wanted and in_group and (self.scenarios is None or scenario in self.scenarios)
 
     def label(self, scenario: "Scenario") -> str:
         """The name shown for this target in a scenario."""
         return self.check_name if scenario.mode == "check" and self.check_name else self.name
+
+
+# What is measured again against the database holding --prior payments.
+PRIOR_SCENARIOS: Final = ("check", "pay")
 
 
 async def measure(
@@ -333,9 +343,9 @@ async def measure(
     seconds: float,
     connections: int,
     database: Database,
-    dsn: str,
 ) -> Figures:
-    """Warm-up, settle the database, then one measured wrk run."""
+    """Warm-up, settle the target's database, then one measured wrk run."""
+    dsn = target.dsn or database.dsn
     stored = await settle_database(dsn)
     prefix = f"{scenario.name}-{uuid.uuid4().hex[:8]}-"
     url = target.server.url + target.url_path
@@ -430,8 +440,107 @@ class Report:
     audit_violations: list[str]
 
 
+async def _servers(options: Options, dsn: str) -> tuple[list[str], Server, Server]:
+    """Seeds a migrated database; returns its codes, and tolem and the bare server for it."""
+    codes = await seed(
+        dsn,
+        accounts=options.accounts,
+        providers=((PAYME_PROVIDER, "payme"), (OSMP_PROVIDER, "osmp"), (BARE_PROVIDER, "osmp")),
+        password=PASSWORD,
+        # OSMP deployments put Basic credentials on top of the allow-list; so does the run.
+        password_protocols=("payme", "osmp"),
+    )
+    bare_id = await provider_id(dsn, BARE_PROVIDER)
+    tolem_server = Server.tolem(dsn, workers=options.workers, TOLEM_POOL_SIZE=str(options.pool))
+    bare_port = free_port()
+    bare_server = Server(
+        [
+            sys.executable,
+            "-m",
+            "bench.bare",
+            "--dsn",
+            dsn,
+            "--port",
+            str(bare_port),
+            "--workers",
+            str(options.workers),
+            "--pool",
+            str(options.pool),
+            "--provider-id",
+            str(bare_id),
+        ],
+        dict(os.environ),
+        bare_port,
+    )
+    return codes, tolem_server, bare_server
+
+
+def _targets(
+    tolem_server: Server, bare_server: Server, codes: list[str], group: str, dsn: str
+) -> list[Target]:
+    """What is measured against one database: tolem's two gateways and their references."""
+    payme_builder = payme(f"/gw/{PAYME_PROVIDER}", login=PAYME_LOGIN, password=PASSWORD)
+    payme_scenarios = frozenset({"check", "pay"})
+    return [
+        Target(
+            "bare osmp pay",
+            bare_server,
+            osmp("/osmp"),
+            codes,
+            check_name="bare osmp check",
+            protocol="osmp",
+            group=group,
+            dsn=dsn,
+        ),
+        Target(
+            "tolem osmp pay",
+            tolem_server,
+            osmp(f"/gw/{OSMP_PROVIDER}", login="osmp", password=PASSWORD),
+            codes,
+            check_name="tolem osmp check",
+            reference="bare osmp pay",
+            protocol="osmp",
+            group=group,
+            dsn=dsn,
+        ),
+        Target(
+            "bare reserve+perform",
+            bare_server,
+            bare(two_phase=True),
+            codes,
+            check_name="bare check",
+            scenarios=payme_scenarios,
+            protocol="payme",
+            group=group,
+            dsn=dsn,
+        ),
+        Target(
+            "tolem payme pair",
+            tolem_server,
+            payme_builder,
+            codes,
+            check_name="tolem payme check",
+            reference="bare reserve+perform",
+            scenarios=payme_scenarios,
+            protocol="payme",
+            group=group,
+            dsn=dsn,
+        ),
+    ]
+
+
+def prior_label(count: int) -> str:
+    """How rows measured against the database with `count` prior payments are labelled."""
+    return f"@{count // 1_000_000}M" if count >= 1_000_000 else f"@{count}"
+
+
 async def run(options: Options) -> Report:
-    """Every chosen scenario for tolem and the bare reference, back to back, in one cluster."""
+    """Every chosen scenario for tolem and the bare reference, back to back, in one cluster.
+
+    With `prior`, a second database in the same cluster holds that many stored payments and has
+    its own tolem and bare server; check and pay are measured against both databases in the
+    same interleaved rounds, so that the "flat at N stored" comparison is a same-run one too.
+    """
     results: list[Figures] = []
     violations: list[str] = []
 
@@ -441,129 +550,70 @@ async def run(options: Options) -> Report:
         return figures
 
     database = await Database.create(options.server_dsn)
+    databases = [database]
     servers: list[Server] = []
     try:
-        codes = await seed(
-            database.dsn,
-            accounts=options.accounts,
-            providers=((PAYME_PROVIDER, "payme"), (OSMP_PROVIDER, "osmp"), (BARE_PROVIDER, "osmp")),
-            password=PASSWORD,
-            # OSMP deployments put Basic credentials on top of the allow-list; so does the run.
-            password_protocols=("payme", "osmp"),
-        )
-        bare_id = await provider_id(database.dsn, BARE_PROVIDER)
-        tolem_server = Server.tolem(database.dsn, workers=options.workers, TOLEM_POOL_SIZE=str(options.pool))
-        bare_port = free_port()
-        bare_server = Server(
-            [
-                sys.executable,
-                "-m",
-                "bench.bare",
-                "--dsn",
-                database.dsn,
-                "--port",
-                str(bare_port),
-                "--workers",
-                str(options.workers),
-                "--pool",
-                str(options.pool),
-                "--provider-id",
-                str(bare_id),
-            ],
-            dict(os.environ),
-            bare_port,
-        )
-        for server in (tolem_server, bare_server):
-            servers.append(server)
-            await server.start()
-        payme_builder = payme(f"/gw/{PAYME_PROVIDER}", login=PAYME_LOGIN, password=PASSWORD)
-        payme_scenarios = frozenset({"check", "pay"})
-        targets = [
-            Target(
-                "bare osmp pay",
-                bare_server,
-                osmp("/osmp"),
-                codes,
-                check_name="bare osmp check",
-                protocol="osmp",
-            ),
-            Target(
-                "tolem osmp pay",
-                tolem_server,
-                osmp(f"/gw/{OSMP_PROVIDER}", login="osmp", password=PASSWORD),
-                codes,
-                check_name="tolem osmp check",
-                reference="bare osmp pay",
-                protocol="osmp",
-            ),
-            Target(
-                "bare reserve+perform",
-                bare_server,
-                bare(two_phase=True),
-                codes,
-                check_name="bare check",
-                scenarios=payme_scenarios,
-                protocol="payme",
-            ),
-            Target(
-                "tolem payme pair",
-                tolem_server,
-                payme_builder,
-                codes,
-                check_name="tolem payme check",
-                reference="bare reserve+perform",
-                scenarios=payme_scenarios,
-                protocol="payme",
-            ),
-        ]
-        rounds = [("", options.scenarios)]
+        codes, tolem_server, bare_server = await _servers(options, database.dsn)
+        servers += [tolem_server, bare_server]
+        targets = _targets(tolem_server, bare_server, codes, "", database.dsn)
         if options.prior:
-            label = f"@{options.prior // 1_000_000}M" if options.prior >= 1_000_000 else f"@{options.prior}"
-            rounds.append((label, [s for s in ("check", "pay") if s in options.scenarios]))
+            # Same cluster, a database of its own: the first one stays (nearly) empty.
+            prior = await Database.create(database.dsn.rpartition("/")[0] + "/postgres")
+            databases.insert(0, prior)
+            prior_codes, prior_tolem, prior_bare = await _servers(options, prior.dsn)
+            await load_prior_payments(prior.dsn, PAYME_PROVIDER, options.prior)
+            servers += [prior_tolem, prior_bare]
+            targets += _targets(prior_tolem, prior_bare, prior_codes, prior_label(options.prior), prior.dsn)
+        for server in servers:
+            await server.start()
         empty: dict[tuple[str, str], Figures] = {}
-        args = {
-            "seconds": options.seconds,
-            "connections": options.connections,
-            "database": database,
-            "dsn": database.dsn,
-        }
-        for suffix, names in rounds:
-            if suffix:
-                await load_prior_payments(database.dsn, PAYME_PROVIDER, options.prior)
-            for name in names:
-                scenario = SCENARIOS[name]
-                chosen = [t for t in targets if t.runs(name, options.protocols)]
-                # Interleaved repeats: a burst of load elsewhere on a shared machine hits both.
-                runs: dict[str, list[Figures]] = {t.name: [] for t in chosen}
-                for _ in range(options.repeat):
-                    for target in chosen:
-                        runs[target.name].append(await measure(target, scenario, **args))
-                medians = {t.name: median(runs[t.name], options.repeat) for t in chosen}
+        for name in options.scenarios:
+            scenario = SCENARIOS[name]
+            chosen = [t for t in targets if t.runs(name, options.protocols)]
+            # Interleaved repeats: a burst of load elsewhere on a shared machine hits all.
+            runs: dict[tuple[str, str], list[Figures]] = {(t.group, t.name): [] for t in chosen}
+            for _ in range(options.repeat):
                 for target in chosen:
-                    mine = medians[target.name]
-                    if target.reference in medians:
-                        set_ratio(mine, medians[target.reference])
-                    mine.scenario = name + suffix
-                    record(mine)
-                    if not suffix:
-                        empty[(name, target.name)] = mine
-                    elif (same := empty.get((name, target.name))) is not None and throughput(same) > 0:
-                        flat = throughput(mine) / throughput(same)
-                        mine.notes.append(f"{flat:.2f}x the empty-database figure")
+                    runs[(target.group, target.name)].append(
+                        await measure(
+                            target,
+                            scenario,
+                            seconds=options.seconds,
+                            connections=options.connections,
+                            database=database,
+                        )
+                    )
+            medians = {key: median(figures, options.repeat) for key, figures in runs.items()}
+            for target in chosen:
+                mine = medians[(target.group, target.name)]
+                if (reference := medians.get((target.group, target.reference))) is not None:
+                    set_ratio(mine, reference)
+                mine.scenario = name + target.group
+                if not target.group:
+                    empty[(name, target.name)] = mine
+                elif (same := empty.get((name, target.name))) is not None and throughput(same) > 0:
+                    flat = throughput(mine) / throughput(same)
+                    mine.notes.append(f"{flat:.2f}x the empty-database figure (same rounds)")
+            # Empty-database rows first, as the table has always shown them.
+            for target in sorted(chosen, key=lambda t: bool(t.group)):
+                record(medians[(target.group, target.name)])
         if options.with_peer and "pay" in options.scenarios:
             record(await peer_pay(options, database, empty.get(("pay", "tolem payme pair"))))
         for server in servers:
             server.stop()
-        # Speed means nothing if money went wrong: the ledger is checked after the load.
-        conn = await asyncpg.connect(database.dsn)
-        try:
-            violations = [f"{v.check}: {v.detail}" for v in await audit(conn)]
-        finally:
-            await conn.close()
+        # Speed means nothing if money went wrong: each ledger is checked after the load.
+        for checked in databases:
+            conn = await asyncpg.connect(checked.dsn)
+            try:
+                violations += [f"{v.check}: {v.detail}" for v in await audit(conn)]
+            finally:
+                await conn.close()
     finally:
         for server in servers:
             server.stop()
-        await database.close()
+        # The prior database first: closing the run's own database stops its cluster.
+        for opened in databases:
+            await opened.close()
     return Report(results, violations)
 
 
@@ -580,14 +630,13 @@ async def peer_pay(options: Options, database: Database, tolem_pay: Figures | No
     try:
         builder = payme(peer.PATH, login="Paycom", password=peer.KEY, account_field="id")
         codes = [str(n) for n in range(1, options.accounts + 1)]
-        target = Target(f"paytechuz {peer.PEER_VERSION}", server, builder, codes)
+        target = Target(f"paytechuz {peer.PEER_VERSION}", server, builder, codes, dsn=dsn)
         figures = await measure(
             target,
             SCENARIOS["pay"],
             seconds=options.seconds,
             connections=options.connections,
             database=database,
-            dsn=dsn,
         )
     finally:
         server.stop()

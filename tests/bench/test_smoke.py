@@ -56,3 +56,31 @@ def test_bench_prints_structured_figures(
         if f["target"].startswith("tolem"):
             assert f["ratio"] > 0
             assert f["ratio_to"].startswith("bare")
+
+
+def test_bench_measures_the_prior_database_in_the_same_rounds(
+    wrk: None, server_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --prior, check and pay are also measured against a database holding that many
+    payments, with ratios to its own bare server and a same-run flatness figure."""
+    argv = ["--duration", "1", "--connections", "4", "--accounts", "20", "--dsn", server_dsn, "--json"]
+    status = main([*argv, "--prior", "300", "--protocol", "osmp", "--scenario", "check", "--scenario", "pay"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    figures = {(f["scenario"], f["target"]): f for f in lines if "target" in f}
+    assert status == 0
+    assert lines[-1] == {"audit_violations": []}
+    assert set(figures) == {
+        (scenario + group, f"{server} osmp {mode}")
+        for scenario, mode in (("check", "check"), ("pay", "pay"))
+        for group in ("", "@300")
+        for server in ("bare", "tolem")
+    }
+    for (scenario, target), f in figures.items():
+        assert f["errors"] == 0, f["error_sample"]
+        if scenario.endswith("@300"):
+            assert f["stored_payments"] >= 300
+            assert any(note.endswith("x the empty-database figure (same rounds)") for note in f["notes"])
+            if target.startswith("tolem"):
+                assert f["ratio_to"] == target.replace("tolem", "bare")
+    # Checks store nothing: the first database is still empty when they are measured.
+    assert figures[("check", "tolem osmp check")]["stored_payments"] == 0
