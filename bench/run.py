@@ -556,7 +556,7 @@ async def run(options: Options) -> Report:
         codes, tolem_server, bare_server = await _servers(options, database.dsn)
         servers += [tolem_server, bare_server]
         targets = _targets(tolem_server, bare_server, codes, "", database.dsn)
-        if options.prior:
+        if options.prior and any(name in PRIOR_SCENARIOS for name in options.scenarios):
             # Same cluster, a database of its own: the first one stays (nearly) empty.
             prior = await Database.create(database.dsn.rpartition("/")[0] + "/postgres")
             databases.insert(0, prior)
