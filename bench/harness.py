@@ -70,6 +70,11 @@ class Database:
             await conn.close()
         return cls(dsn=dsn, cluster=cluster, base_dir=base, name=name)
 
+    @property
+    def server_dsn(self) -> str:
+        """The same server's maintenance database, for creating and dropping others."""
+        return self.dsn.rpartition("/")[0] + "/postgres"
+
     def stop_server(self, mode: str = "fast") -> None:
         """Stops PostgreSQL itself (outage drills); only for our own cluster."""
         assert self.cluster is not None, "outage drills need a throwaway cluster"
@@ -118,7 +123,7 @@ class Database:
             if self.base_dir is not None:
                 shutil.rmtree(self.base_dir, ignore_errors=True)
             return
-        admin = await asyncpg.connect(self.dsn.rpartition("/")[0] + "/postgres")
+        admin = await asyncpg.connect(self.server_dsn)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         finally:

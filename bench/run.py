@@ -558,7 +558,7 @@ async def run(options: Options) -> Report:
         targets = _targets(tolem_server, bare_server, codes, "", database.dsn)
         if options.prior and any(name in PRIOR_SCENARIOS for name in options.scenarios):
             # Same cluster, a database of its own: the first one stays (nearly) empty.
-            prior = await Database.create(database.dsn.rpartition("/")[0] + "/postgres")
+            prior = await Database.create(database.server_dsn)
             databases.insert(0, prior)
             prior_codes, prior_tolem, prior_bare = await _servers(options, prior.dsn)
             await load_prior_payments(prior.dsn, PAYME_PROVIDER, options.prior)
@@ -620,8 +620,7 @@ async def run(options: Options) -> Report:
 async def peer_pay(options: Options, database: Database, tolem_pay: Figures | None) -> Figures:
     """paytechuz's Payme create + perform on the same cluster, same workers and pool."""
     python = await asyncio.to_thread(peer.ensure_venv)
-    server_dsn = database.dsn.rpartition("/")[0] + "/postgres"
-    dsn = await peer.create_database(server_dsn, f"peer_{uuid.uuid4().hex[:10]}")
+    dsn = await peer.create_database(database.server_dsn, f"peer_{uuid.uuid4().hex[:10]}")
     await asyncio.to_thread(peer.setup, python, dsn, options.accounts, options.pool)
     server = peer.server(
         python, dsn, workers=options.workers, pool=options.pool, overflow=options.connections

@@ -1,7 +1,7 @@
 """Recording gateway calls in the request journal without slowing the answer down.
 
 The gateway hands each finished call to `JournalWriter.record`, which only appends to an
-in-memory buffer; a background task writes the buffer in batches (one INSERT per batch). So a
+in-memory buffer; a background task writes the buffer in batches (one COPY per batch). So a
 pay costs no extra database round trip, and a journal outage cannot fail or delay a payment.
 
 The price: rows still buffered when the process dies (at most `interval` seconds' worth, or
@@ -29,7 +29,6 @@ from tolem.db.journal import JournalEntry
 
 _log = structlog.get_logger("tolem.journal")
 
-_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 # A row the schema refuses must not hold back the rows batched with it. The batch is a binary
 # COPY: a value that cannot be encoded is refused here, before the database sees it, as a
 # ValueError or TypeError.
@@ -222,7 +221,7 @@ class JournalWriter:
     async def close(self, grace: float = 5.0) -> None:
         """Stops the writer and writes what is still buffered (within `grace` seconds).
 
-        The task is asked to stop rather than cancelled: cancelling it inside an INSERT would
+        The task is asked to stop rather than cancelled: cancelling it inside a COPY would
         leave its connection mid-statement.
         """
         try:
@@ -291,7 +290,7 @@ class JournalWriter:
         while not self._stopping.is_set():
             await self._wake.wait()
             self._wake.clear()
-            # Let a batch gather: under load one INSERT carries many calls.
+            # Let a batch gather: under load one COPY carries many calls.
             await self._pause(self._interval)
             metrics.JOURNAL_BUFFERED.set(len(self._buffer))
             try:
