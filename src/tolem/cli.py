@@ -31,7 +31,7 @@ from tolem.db import journal as journal_db
 from tolem.db import migrate as migrate_db
 from tolem.db import providers as provider_db
 from tolem.db.embedded import EmbeddedUnavailable
-from tolem.log import configure_logging
+from tolem.log import configure_logging, write_held_lines
 from tolem.passwords import hash_password
 from tolem.settings import Settings
 
@@ -664,15 +664,18 @@ def _serve_one(settings: Settings, reuse_port: bool) -> None:
         loop = uvloop.new_event_loop()
     except ImportError:
         loop = None
-    web.run_app(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        reuse_port=reuse_port,
-        print=None,
-        loop=loop,
-    )
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            access_log=None,
+            reuse_port=reuse_port,
+            print=None,
+            loop=loop,
+        )
+    finally:
+        write_held_lines()
 
 
 def _serve(settings: Settings) -> int:

@@ -1,5 +1,7 @@
 """Logging: structlog to stdout, JSON off a terminal, one canonical line per request."""
 
+import asyncio
+import functools
 import itertools
 import logging
 import os
@@ -39,21 +41,47 @@ class _JsonLine:
         self._write = stream.write
         self._flush = stream.flush
         self._enabled = enabled
+        self._held: list[bytes] = []
 
     def active(self) -> bool:
         """Whether the configuration this renderer copies is still the one in force."""
         return tuple(structlog.get_config()["processors"]) == self._chain
 
     def emit(self, event: dict[str, Any]) -> None:
-        """Writes one `info` line (unless the level filters it out), flushed like BytesLogger."""
+        """Writes one `info` line (unless the level filters it out).
+
+        On an event loop the line is held until the end of the loop's turn and written with
+        the turn's other lines: stdout is often unbuffered (PYTHONUNBUFFERED, as in our image),
+        so each line was a system call of its own. Under load a turn ends about five requests
+        (3.0 -> 2.2 writes per check), and a line in a shared write costs 0.4-0.8 us against
+        1.0-2.0 us alone (pipe, file). A line goes out within one turn of its request, and
+        `write_held_lines` writes what a stop left behind.
+        """
         if not self._enabled:
             return
         event["event"] = "request"
         structlog.contextvars.merge_contextvars(None, "info", event)
         event["level"] = "info"
         event["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        self._write(orjson.dumps(event, default=repr) + b"\n")
-        self._flush()
+        line = orjson.dumps(event, default=repr, option=orjson.OPT_APPEND_NEWLINE)
+        if self._held:
+            self._held.append(line)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write(line)
+            self._flush()
+            return
+        self._held.append(line)
+        loop.call_soon(self.write_held)
+
+    def write_held(self) -> None:
+        """Writes the lines held back so far, in one call."""
+        if self._held:
+            held, self._held = self._held, []
+            self._write(b"".join(held))
+            self._flush()
 
 
 _json_line: _JsonLine | None = None
@@ -68,6 +96,7 @@ def configure_logging(
     """Sets up structlog once per process; `json=None` means JSON unless the output is a
     terminal. Commands whose stdout is their result (CLI) log to stderr instead."""
     global _json_line  # noqa: PLW0603 - one logging configuration per process
+    write_held_lines()
     _json_line = None
     stream = sys.stderr if to_stderr else sys.stdout
     if json is None:
@@ -102,7 +131,23 @@ def configure_logging(
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
 
 
+def write_held_lines() -> None:
+    """Writes request lines still held for the end of an event loop turn (at a stop)."""
+    if _json_line is not None:
+        _json_line.write_held()
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def logged(handler: Handler) -> Handler:
+    """`handler` with its canonical line, as a route's own handler.
+
+    The gateway application takes this instead of a middleware: aiohttp runs every middleware
+    through a partial and a current-app layer of its own on each request, which with the held
+    lines below came to 2.5-3 % of a check's instructions (callgrind, 775 against 755 k).
+    """
+    return functools.partial(canonical_log_line, handler=handler)
 
 
 @web.middleware

@@ -166,6 +166,17 @@ async def test_one_canonical_line_per_request(
     assert response.headers["X-Request-Id"] == "abc-123"
 
 
+async def test_unrouted_calls_get_their_line_too(client: TestClient) -> None:
+    """An unknown path is 404 and a known path with another method 405; each logs one line."""
+    with capture_logs() as logs:
+        missing = await client.get("/nowhere")
+        wrong = await client.delete("/gw/elsom")
+    assert missing.status == 404
+    assert (wrong.status, wrong.headers["Allow"]) == (405, "GET,POST")
+    lines = [(entry["path"], entry["status"]) for entry in logs if entry["event"] == "request"]
+    assert lines == [("/nowhere", 404), ("/gw/elsom", 405)]
+
+
 async def test_metrics_exposes_gateway_counters(
     client: TestClient,
     factory: Factory,

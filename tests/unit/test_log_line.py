@@ -1,7 +1,9 @@
 """The canonical line's direct JSON rendering: the same line structlog's chain would write."""
 
+import asyncio
 import io
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
@@ -85,3 +87,53 @@ def test_capture_logs_turns_the_direct_line_off(stream: _Stream, monkeypatch: py
     with capture_logs():
         assert not renderer.active()
     assert renderer.active()
+
+
+class _CountingBuffer(io.BytesIO):
+    """A binary stdout that counts its write calls (each one a system call when unbuffered)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: Any) -> int:
+        """Counts, then stores."""
+        self.writes += 1
+        return super().write(data)
+
+
+async def test_lines_of_one_loop_turn_go_out_in_one_write(
+    stream: _Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an event loop, a turn's lines are held until the turn ends, then written in one call."""
+    counting = _CountingBuffer()
+    stream.buffer = counting
+    _configure(monkeypatch, stream)
+    renderer = log._json_line
+    assert renderer is not None
+    renderer.emit(dict(FIELDS, request_id="r-1"))
+    renderer.emit(dict(FIELDS, request_id="r-2"))
+    assert counting.writes == 0
+    await asyncio.sleep(0)
+    assert counting.writes == 1
+    assert [line["request_id"] for line in _lines(stream)] == ["r-1", "r-2"]
+
+
+async def test_a_stop_writes_the_held_lines(stream: _Stream, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines still held when the server stops are written by write_held_lines, once."""
+    _configure(monkeypatch, stream)
+    renderer = log._json_line
+    assert renderer is not None
+    renderer.emit(dict(FIELDS))
+    log.write_held_lines()
+    await asyncio.sleep(0)
+    assert [line["request_id"] for line in _lines(stream)] == ["r-1"]
+
+
+def test_off_a_loop_each_line_is_written_at_once(stream: _Stream, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a running event loop (a command, not the server) nothing is held."""
+    _configure(monkeypatch, stream)
+    renderer = log._json_line
+    assert renderer is not None
+    renderer.emit(dict(FIELDS))
+    assert [line["request_id"] for line in _lines(stream)] == ["r-1"]

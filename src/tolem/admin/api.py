@@ -23,7 +23,8 @@ from tolem.core.money import format_amount
 from tolem.db import accounts as account_db
 from tolem.db import journal as journal_db
 from tolem.db import providers as provider_db
-from tolem.log import LOG_LINE
+from tolem.log import LOG_LINE, canonical_log_line
+from tolem.routing import methods_elsewhere
 from tolem.settings import Settings
 
 PREFIX: Final = "/admin"
@@ -523,13 +524,7 @@ def _guard(token: bytes) -> Any:
 
 
 async def _not_found(request: web.Request) -> web.StreamResponse:
-    # The catch-all also receives known paths called with another method: tell those apart.
-    allowed: set[str] = set()
-    for resource in request.app.router.resources():
-        if resource.name == "not_found":
-            continue
-        _, methods = await resource.resolve(request)
-        allowed |= methods
+    allowed = await methods_elsewhere(request, "not_found")
     if allowed:
         error = ApiError(405, "method_not_allowed", f"use {', '.join(sorted(allowed))}")
         response = _error_response(error)
@@ -542,7 +537,9 @@ def build_admin_app(settings: Settings, pool: Callable[[], asyncpg.Pool]) -> web
     """The /admin sub-application; only mounted when TOLEM_ADMIN_TOKEN is set."""
     assert settings.admin_token is not None
     token = settings.admin_token.get_secret_value().encode()
-    admin = web.Application(middlewares=[_guard(token)])
+    # The root application has no middleware (see tolem.app): the admin's calls get their
+    # canonical line here, 404s and 405s included.
+    admin = web.Application(middlewares=[canonical_log_line, _guard(token)])
     admin[POOL_GETTER] = pool
     admin[ADMIN_SETTINGS] = settings
     document = openapi_document()
