@@ -7,6 +7,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from tolem.core import errors
+from tolem.db import codecs
 
 # A PostgreSQL error class here means the transaction was rolled back and nothing committed,
 # so rerunning is safe.
@@ -53,6 +54,7 @@ async def create_pool(dsn: str, *, size: int, deadline: float) -> asyncpg.Pool:
         max_size=size,
         command_timeout=deadline,
         reset=_keep_session,
+        init=codecs.install,
         server_settings={
             "application_name": "tolem",
             "statement_timeout": str(statement_ms),
