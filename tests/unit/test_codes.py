@@ -2,6 +2,7 @@
 
 import itertools
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,6 +24,28 @@ def test_luhn_known_values() -> None:
     assert luhn_check_digit("7992739871") == "3"
     assert luhn_valid("79927398713")
     assert not luhn_valid("79927398710")
+
+
+def _luhn_digit_by_digit(digits: str) -> str:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = int(char) * (2 if index % 2 == 0 else 1)
+        total += value - 9 if value > 9 else value
+    return str((10 - total % 10) % 10)
+
+
+@given(st.text(alphabet="0123456789", max_size=40))
+def test_luhn_matches_the_digit_by_digit_sum(digits: str) -> None:
+    """The table-driven check digit equals the textbook digit-by-digit one for any digits."""
+    assert luhn_check_digit(digits) == _luhn_digit_by_digit(digits)
+
+
+@given(st.text(min_size=1).filter(lambda text: not (text.isascii() and text.isdigit())))
+def test_luhn_refuses_anything_but_ascii_digits(text: str) -> None:
+    """Letters, signs and non-ASCII digits are refused rather than summed as something else."""
+    with pytest.raises(ValueError, match="ASCII digits"):
+        luhn_check_digit(text)
+    assert not luhn_valid(text + "0")
 
 
 def test_generated_codes_are_issued_shape() -> None:
