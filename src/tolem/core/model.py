@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Network, IPv6Network
 
+from tolem.core.values import frozen
+
 
 class PaymentState(enum.StrEnum):
     """Where a payment is in its life. Only `credited` holds money on the customer's balance."""
@@ -42,7 +44,7 @@ class Provider:
     timezone: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Payment:
     """A stored payment with the code it was paid to."""
 
@@ -62,7 +64,7 @@ class Payment:
     cancel_reason: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PaymentResult:
     """What a money operation returns: the payment, and whether this call only replayed it."""
 
@@ -70,7 +72,7 @@ class PaymentResult:
     replayed: bool
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CheckResult:
     """A payable code: whose it is, without the balance."""
 
@@ -80,7 +82,7 @@ class CheckResult:
     payment_code: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PayCommand:
     """Credit (or, two-phase, reserve) `amount_minor` to `payment_code`, once per external id."""
 

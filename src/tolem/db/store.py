@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -11,6 +10,7 @@ import structlog
 
 from tolem.core import errors
 from tolem.core.model import CheckResult, PayCommand, Payment, PaymentState
+from tolem.core.values import frozen
 from tolem.db.pool import domain_error
 
 _log = structlog.get_logger("tolem.store")
@@ -44,7 +44,7 @@ SELECT {PAYMENT_COLUMNS}
 """
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Call:
     """One statement waiting for a lane, and where its answer goes."""
 
@@ -63,7 +63,7 @@ def _settle(call: _Call, exc: BaseException) -> None:
         call.answer.set_exception(exc)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StoredOutcome:
     """Row of tolem_payment_result."""
 

@@ -7,7 +7,6 @@ survive untouched for the signature check, which runs before anything here is in
 
 import enum
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import parse_qsl
@@ -16,6 +15,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from aiohttp import web
 
+from tolem.core.values import frozen
 from tolem.protocols.click.codes import NOTES, ClickError
 
 # What must be present before the signature can even be checked.
@@ -71,7 +71,7 @@ class WireError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ClickRequest:
     """An authenticated Prepare or Complete, fields typed; raw texts kept where they matter."""
 

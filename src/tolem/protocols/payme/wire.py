@@ -6,12 +6,12 @@ unacceptable account -31050. Checks run in that order, so the answer to a reques
 faults does not depend on dictionary order.
 """
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import orjson
 
+from tolem.core.values import frozen
 from tolem.protocols.payme import codes
 
 RequestId = int | str | None
@@ -34,7 +34,7 @@ MAX_CODE_INPUT: Final = 64
 MAX_REASON: Final = 2**31 - 1
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Call:
     """A well-formed JSON-RPC request: method name and named params."""
 
