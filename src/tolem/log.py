@@ -42,6 +42,19 @@ class _JsonLine:
         self._flush = stream.flush
         self._enabled = enabled
         self._held: list[bytes] = []
+        self._second = -1
+        self._second_text = ""
+
+    def _stamp(self, now_ns: int) -> str:
+        """The moment as TimeStamper(fmt="iso", utc=True) writes it, the date and time of day
+        rendered once per second: isoformat() with an offset was 2.6 us on every line."""
+        second, nanos = divmod(now_ns, 1_000_000_000)
+        if second != self._second:
+            self._second = second
+            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        micros = nanos // 1000
+        # isoformat leaves the fraction out when it is zero; so must we.
+        return f"{self._second_text}.{micros:06d}Z" if micros else f"{self._second_text}Z"
 
     def active(self) -> bool:
         """Whether the configuration this renderer copies is still the one in force."""
@@ -62,7 +75,7 @@ class _JsonLine:
         event["event"] = "request"
         structlog.contextvars.merge_contextvars(None, "info", event)
         event["level"] = "info"
-        event["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        event["timestamp"] = self._stamp(time.time_ns())
         line = orjson.dumps(event, default=repr, option=orjson.OPT_APPEND_NEWLINE)
         if self._held:
             self._held.append(line)

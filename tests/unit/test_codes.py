@@ -117,3 +117,15 @@ def test_mask_name() -> None:
     assert mask_name("Asanov Asan Asanovich") == "Asanov A."
     assert mask_name("Madonna") == "Madonna"
     assert mask_name("   ") == ""
+
+
+def _mask_name_word_by_word(full_name: str) -> str:
+    parts = full_name.split()
+    return parts[0] + "".join(f" {part[0]}." for part in parts[1:2]) if parts else ""
+
+
+@given(st.text(alphabet=st.sampled_from("Aa Ыы\t\u00a0\u2003.-"), max_size=30))
+def test_mask_name_keeps_the_first_word_and_one_initial(full_name: str) -> None:
+    """Whatever the spacing (tabs, no-break and em spaces), the payer's name shows its first
+    word and the second word's initial only, as the word-by-word rule gives."""
+    assert mask_name(full_name) == _mask_name_word_by_word(full_name)

@@ -3,11 +3,14 @@
 import asyncio
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from tolem import log
@@ -137,3 +140,14 @@ def test_off_a_loop_each_line_is_written_at_once(stream: _Stream, monkeypatch: p
     assert renderer is not None
     renderer.emit(dict(FIELDS))
     assert [line["request_id"] for line in _lines(stream)] == ["r-1"]
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800 * 10**9))
+def test_time_stamp_is_isoformat_to_the_microsecond(now_ns: int) -> None:
+    """The per-second cached stamp reads as TimeStamper's isoformat of that moment, zero
+    microseconds included (isoformat leaves the fraction out then)."""
+    renderer = log._JsonLine([], io.BytesIO(), enabled=True)
+    moment = datetime.fromtimestamp(now_ns // 10**9, UTC).replace(microsecond=now_ns // 1000 % 10**6)
+    whole = moment.replace(microsecond=0)
+    assert renderer._stamp(now_ns) == moment.isoformat().replace("+00:00", "Z")
+    assert renderer._stamp(now_ns - now_ns % 10**9) == whole.isoformat().replace("+00:00", "Z")

@@ -89,8 +89,7 @@ def mask(code: str | None) -> str | None:
 
 def mask_name(full_name: str) -> str:
     """`Asanov Asan Asanovich` → `Asanov A.`: enough for the payer to recognise, no more."""
-    parts = full_name.split()
-    if not parts:
-        return ""
-    initials = "".join(f" {part[0]}." for part in parts[1:2])
-    return parts[0] + initials
+    parts = full_name.split(maxsplit=2)
+    if len(parts) < 2:
+        return parts[0] if parts else ""
+    return f"{parts[0]} {parts[1][0]}."

@@ -37,6 +37,8 @@ _FORM: Final = "application/x-www-form-urlencoded"
 # What a missing Content-Type reads as; kiosks that POST without one still send a form.
 _NO_TYPE: Final = "application/octet-stream"
 CONTENT_TYPE: Final = "text/xml"
+# A ready header, not content_type= and charset=, which aiohttp reassembles on every answer.
+_XML_HEADERS: Final = {"Content-Type": f"{CONTENT_TYPE}; charset=utf-8"}
 _XML_DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8"?>\n'
 # Characters XML 1.0 cannot carry at all, even escaped.
 _NOT_XML_RE: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -273,6 +275,13 @@ def _field(n: int, name: str, value: str) -> str:
     return f"<field{n} name={quoteattr(name)}>{escape(_NOT_XML_RE.sub('', value))}</field{n}>"
 
 
+# `<result>` and its stock `<comment>`, rendered once: most answers carry exactly these.
+_STOCK_ENDINGS: Final = {
+    result: _element("result", str(int(result))) + _element("comment", text)
+    for result, text in COMMENTS.items()
+}
+
+
 def answer(
     txn_id: str | None,
     result: Result,
@@ -284,17 +293,26 @@ def answer(
     fields: dict[str, str] | None = None,
 ) -> web.Response:
     """One OSMP answer, always HTTP 200; `osmp_txn_id` is always present (empty if unknown)."""
-    parts = [_element("osmp_txn_id", txn_id or "")]
+    # A txn_id we read is digits (nothing to escape); anything else takes the careful path.
+    echo = txn_id or ""
+    parts = [
+        f"<osmp_txn_id>{echo}</osmp_txn_id>"
+        if echo.isdigit() and echo.isascii()
+        else _element("osmp_txn_id", echo)
+    ]
     if prv_txn is not None:
         parts.append(_element("prv_txn", str(prv_txn)))
     if sum_minor is not None:
         parts.append(_element("sum", format_amount(sum_minor)))
     if state is not None:
         parts.append(_element("state", state))
-    parts.append(_element("result", str(int(result))))
-    parts.append(_element("comment", comment if comment is not None else COMMENTS[result]))
+    if comment is None:
+        parts.append(_STOCK_ENDINGS[result])
+    else:
+        parts.append(_element("result", str(int(result))))
+        parts.append(_element("comment", comment))
     if fields:
         inner = "".join(_field(n, name, value) for n, (name, value) in enumerate(fields.items(), start=1))
         parts.append(f"<fields>{inner}</fields>")
     body = f"{_XML_DECLARATION}<response>{''.join(parts)}</response>\n"
-    return web.Response(text=body, content_type=CONTENT_TYPE, charset="utf-8")
+    return web.Response(body=body.encode(), headers=_XML_HEADERS)
