@@ -289,15 +289,15 @@ async def gateway(request: web.Request) -> web.StreamResponse:
     return response
 
 
+UNROUTED: Final = "unrouted"
+
+
 async def unrouted(request: web.Request) -> web.StreamResponse:
     """No route for this path: 404, or 405 naming the methods it does take."""
     allowed = await methods_elsewhere(request, UNROUTED)
     if allowed:
         raise web.HTTPMethodNotAllowed(request.method, allowed)
     raise web.HTTPNotFound()
-
-
-UNROUTED: Final = "unrouted"
 
 
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> web.Application:

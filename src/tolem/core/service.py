@@ -92,7 +92,9 @@ class PaymentService:
         code = self.validate_code(raw_code)
         if amount_minor is not None:
             self.check_limits(provider, amount_minor)
-        found = await self._retrying(lambda: self._store.find_payer(code))
+        # One SELECT under read committed takes no row locks and cannot fail serialization:
+        # there is nothing to retry, so no retry loop wraps it on every check.
+        found = await self._store.find_payer(code)
         if found is None:
             raise errors.UnknownCode("no payer has this payment code")
         result, status = found
