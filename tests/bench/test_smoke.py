@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 
+from bench import instructions
 from bench.run import main
 
 pytestmark = pytest.mark.slow
@@ -84,3 +85,22 @@ def test_bench_measures_the_prior_database_in_the_same_rounds(
                 assert f["ratio_to"] == target.replace("tolem", "bare")
     # Checks store nothing: the first database is still empty when they are measured.
     assert figures[("check", "tolem osmp check")]["stored_payments"] == 0
+
+
+def test_instruction_counts_cover_both_servers(
+    wrk: None, server_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A one-second callgrind count of the check prints instructions per request for the bare
+    server and for tolem, with tolem's ratio, and no request failed."""
+    if shutil.which("valgrind") is None:
+        if os.environ.get("CI"):
+            pytest.fail("valgrind is missing: .ci/run must install it")
+        pytest.skip("valgrind is not installed (apt-get install valgrind)")
+    status = instructions.main(["--seconds", "1", "--scenario", "check", "--dsn", server_dsn])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("check ")]
+    assert status == 0
+    assert [row[1] for row in rows] == ["bare", "tolem"]
+    for row in rows:
+        assert int(row[2]) > 0 and int(row[3]) == 0
+        assert float(row[4]) > 0
+    assert float(rows[1][5]) > 0
