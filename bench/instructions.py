@@ -169,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f"{bare[c.scenario] / c.per_request:.2f}" if c.target != "bare" and c.per_request else ""
         per_request = f"{c.per_request / 1000:.1f}"
         print(f"{c.scenario:9s} {c.target:16s} {c.requests:9d} {c.errors:6d} {per_request:>11s} {ratio:>9s}")
+    if any(not c.requests for c in counts):
+        # Switching counting on makes callgrind translate the code again: the first second
+        # or two may answer nothing at all.
+        print("a server answered nothing in the counted run: give it more --seconds", file=sys.stderr)
+        return 1
     return 1 if any(c.errors for c in counts) else 0
 
 
