@@ -151,3 +151,28 @@ def test_time_stamp_is_isoformat_to_the_microsecond(now_ns: int) -> None:
     whole = moment.replace(microsecond=0)
     assert renderer._stamp(now_ns) == moment.isoformat().replace("+00:00", "Z")
     assert renderer._stamp(now_ns - now_ns % 10**9) == whole.isoformat().replace("+00:00", "Z")
+
+
+def test_lines_held_on_a_closed_loop_go_out_with_the_next_loop(
+    stream: _Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop that closed before its turn ended leaves no line held for good: the next loop's
+    turn writes it, ahead of its own."""
+    _configure(monkeypatch, stream)
+    renderer = log._json_line
+    assert renderer is not None
+
+    def last_turn(loop: asyncio.AbstractEventLoop, request_id: str) -> None:
+        renderer.emit(dict(FIELDS, request_id=request_id))
+        loop.stop()  # the loop ends with this turn: the write it scheduled never runs
+
+    first = asyncio.new_event_loop()
+    first.call_soon(last_turn, first, "r-1")
+    first.run_forever()
+    first.close()
+    assert _lines(stream) == []
+    second = asyncio.new_event_loop()
+    second.call_soon(renderer.emit, dict(FIELDS, request_id="r-2"))
+    second.run_until_complete(asyncio.sleep(0.01))
+    second.close()
+    assert [line["request_id"] for line in _lines(stream)] == ["r-1", "r-2"]
