@@ -293,13 +293,7 @@ def answer(
     fields: dict[str, str] | None = None,
 ) -> web.Response:
     """One OSMP answer, always HTTP 200; `osmp_txn_id` is always present (empty if unknown)."""
-    # A txn_id we read is digits (nothing to escape); anything else takes the careful path.
-    echo = txn_id or ""
-    parts = [
-        f"<osmp_txn_id>{echo}</osmp_txn_id>"
-        if echo.isdigit() and echo.isascii()
-        else _element("osmp_txn_id", echo)
-    ]
+    parts = [_element("osmp_txn_id", txn_id or "")]
     if prv_txn is not None:
         parts.append(_element("prv_txn", str(prv_txn)))
     if sum_minor is not None:
