@@ -10,9 +10,9 @@ warms it up, then counting is switched on for one measured wrk run of `--seconds
     python -m bench.instructions --scenario check --tree before=/path/to/other/checkout
 
 `--tree NAME=DIR` also measures tolem from another checkout's `src` (same database), for
-comparing a change with what came before. Under valgrind a server answers some fifty times
-slower, so what tolem does once per batch (a journal COPY, a log write per loop turn) is
-spread over fewer requests than at full speed: the counts overstate those costs a little.
+comparing a change with what came before. A count is not a time: the regex engine's scanning
+loops run many instructions per nanosecond, so regex-heavy code (the journal's masking of
+answers) counts high against its share of the time. Read time from `python -m bench`.
 """
 
 import argparse
