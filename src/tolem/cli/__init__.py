@@ -1,0 +1,80 @@
+"""The `tolem` command. Bad input exits non-zero with one line on stderr and changes nothing."""
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import Final
+
+import asyncpg
+from pydantic import ValidationError
+
+from tolem.cli import accounts, journal, ledger, providers, serve
+from tolem.cli.common import Command, Parser, Register, UsageError
+from tolem.database import resolve_database
+from tolem.db import migrate as migrate_db
+from tolem.db.embedded import EmbeddedUnavailable
+from tolem.log import configure_logging
+from tolem.settings import Settings
+
+# The command tree, in the order `tolem --help` lists it.
+COMMANDS: Final[tuple[Register, ...]] = (
+    ledger.register,
+    serve.register,
+    providers.register,
+    accounts.register,
+    journal.register,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree."""
+    common = Parser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    parser = Parser(prog="tolem", description=__doc__, parents=[common])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for register in COMMANDS:
+        register(commands, common)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {k: getattr(args, k, None) for k in ("host", "port", "workers")}
+    settings = Settings()
+    update = {k: v for k, v in overrides.items() if v is not None}
+    return Settings.model_validate({**settings.model_dump(), **update}) if update else settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `tolem` console script."""
+    try:
+        args = build_parser().parse_args(argv)
+        settings = _settings(args)
+        serving = args.command == "serve"
+        configure_logging(
+            json=None if settings.log_format is None else settings.log_format == "json",
+            level=settings.log_level,
+            to_stderr=not serving,
+        )
+        settings = resolve_database(settings)
+        if serving:
+            return serve.serve(settings)
+        run: Command = args.run
+        return asyncio.run(run(args, settings))
+    except UsageError as exc:
+        print(f"tolem: error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        print(f"tolem: error: configuration {where}: {first['msg']}", file=sys.stderr)
+        return 2
+    except (EmbeddedUnavailable, migrate_db.MigrationError) as exc:
+        print(f"tolem: error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        print(
+            f"tolem: error: database: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            file=sys.stderr,
+        )
+        return 1

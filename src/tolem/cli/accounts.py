@@ -1,0 +1,143 @@
+"""`tolem account …` and `tolem payer add`: customers, their payers and codes."""
+
+import argparse
+from dataclasses import asdict
+
+from tolem.cli import imports
+from tolem.cli.common import (
+    MAX_NAME,
+    MAX_SERVICE,
+    Commands,
+    Parser,
+    UsageError,
+    code,
+    connected,
+    email,
+    emit,
+    text,
+)
+from tolem.core.money import format_amount
+from tolem.db import accounts as account_db
+from tolem.settings import Settings
+
+
+async def cmd_account_create(args: argparse.Namespace, settings: Settings) -> int:
+    """Creates an account with its first payer."""
+    address = email(args.email)
+    name = text(args.name, "name", MAX_NAME)
+    services = [text(s, "service", MAX_SERVICE) for s in args.service or []]
+    async with connected(settings) as conn:
+        account_id, payment_code = await account_db.create_account(
+            conn,
+            email=address,
+            name=name,
+            currency=settings.currency,
+            services=services,
+        )
+    emit(
+        args,
+        {"account_id": account_id, "payment_code": payment_code},
+        f"account_id: {account_id}\npayment_code: {payment_code}",
+    )
+    return 0
+
+
+async def cmd_payer_add(args: argparse.Namespace, settings: Settings) -> int:
+    """Adds a payer (a new payment code) to an account."""
+    name = None if args.name is None else text(args.name, "name", MAX_NAME)
+    async with connected(settings) as conn:
+        try:
+            payment_code = await account_db.add_payer(conn, args.account_id, name)
+        except account_db.AccountNotFound as exc:
+            raise UsageError(f"no account {args.account_id}") from exc
+    emit(args, {"account_id": args.account_id, "payment_code": payment_code}, f"payment_code: {payment_code}")
+    return 0
+
+
+def _account_text(view: account_db.AccountView) -> str:
+    lines = [
+        f"account {view.id}  {view.name} <{view.email}>  {view.status}",
+        f"balance: {format_amount(view.balance_minor)} {view.currency}",
+        "payers:",
+        *(f"  {p.payment_code}  {p.name} ({p.origin})" for p in view.payers),
+        f"services: {', '.join(view.services) or '-'}",
+        "last payments:",
+        *(
+            f"  {p.created_at:%Y-%m-%d %H:%M:%S}  {p.provider}  {p.external_id}  "
+            f"{format_amount(p.amount_minor)}  {p.state}"
+            for p in view.payments
+        ),
+    ]
+    if not view.payments:
+        lines.append("  none")
+    return "\n".join(lines)
+
+
+async def cmd_account_show(args: argparse.Namespace, settings: Settings) -> int:
+    """The support lookup: by id, code, email or service."""
+    keys = [k for k in ("account_id", "code", "email", "service") if getattr(args, k) is not None]
+    if len(keys) != 1:
+        raise UsageError("give exactly one of ACCOUNT_ID, --code, --email, --service")
+    payment_code = None if args.code is None else code(args.code)
+    async with connected(settings) as conn:
+        ids = await account_db.find_account_ids(
+            conn,
+            account_id=args.account_id,
+            code=payment_code,
+            email=args.email,
+            service=args.service,
+        )
+        views = [await account_db.load_account(conn, i) for i in ids]
+    if not views:
+        raise UsageError("no matching account")
+    emit(args, [asdict(v) for v in views], "\n\n".join(_account_text(v) for v in views))
+    return 0
+
+
+async def _set_status(args: argparse.Namespace, settings: Settings, status: str) -> int:
+    async with connected(settings) as conn:
+        try:
+            await account_db.set_status(conn, args.account_id, status)
+        except account_db.AccountNotFound as exc:
+            raise UsageError(f"no account {args.account_id}") from exc
+    emit(args, {"account_id": args.account_id, "status": status}, f"account {args.account_id} {status}")
+    return 0
+
+
+async def cmd_account_block(args: argparse.Namespace, settings: Settings) -> int:
+    """Blocks an account: its codes stop accepting payments."""
+    return await _set_status(args, settings, "blocked")
+
+
+async def cmd_account_unblock(args: argparse.Namespace, settings: Settings) -> int:
+    """Unblocks an account."""
+    return await _set_status(args, settings, "active")
+
+
+def register(commands: Commands, common: Parser) -> None:
+    """`tolem account create|show|block|unblock|import` and `tolem payer add`."""
+    account = commands.add_parser("account", parents=[common], help="customer accounts")
+    a_cmds = account.add_subparsers(dest="account_command", required=True, parser_class=Parser)
+    create = a_cmds.add_parser("create", parents=[common])
+    create.add_argument("--email", required=True)
+    create.add_argument("--name", required=True)
+    create.add_argument("--service", action="append")
+    create.set_defaults(run=cmd_account_create)
+    show = a_cmds.add_parser("show", parents=[common])
+    show.add_argument("account_id", nargs="?", type=int)
+    show.add_argument("--code")
+    show.add_argument("--email")
+    show.add_argument("--service")
+    show.set_defaults(run=cmd_account_show)
+    for verb, run in (("block", cmd_account_block), ("unblock", cmd_account_unblock)):
+        sub = a_cmds.add_parser(verb, parents=[common])
+        sub.add_argument("account_id", type=int)
+        sub.set_defaults(run=run)
+    imports.register(a_cmds, common)
+
+    payer = commands.add_parser("payer", parents=[common], help="payers and their codes")
+    pay_cmds = payer.add_subparsers(dest="payer_command", required=True, parser_class=Parser)
+    padd = pay_cmds.add_parser("add", parents=[common])
+    padd.add_argument("account_id", type=int)
+    padd.add_argument("--name")
+    padd.set_defaults(run=cmd_payer_add)

@@ -1,0 +1,138 @@
+"""What every command shares: the usage error, output, input validation, the database session."""
+
+import argparse
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from datetime import datetime
+from ipaddress import ip_network
+from typing import Any, Final, NoReturn, TypeAlias
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+
+from tolem.core.codes import CodeShape, classify, normalize
+from tolem.core.money import AmountError, parse_amount
+from tolem.db import migrate as migrate_db
+from tolem.settings import Settings
+
+EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+")
+MAX_NAME: Final = 200
+MAX_SERVICE: Final = 253
+
+Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+
+class UsageError(Exception):
+    """Bad input from the operator: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are UsageErrors, printed like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+# The subcommands of one level of the tree.
+Commands: TypeAlias = "argparse._SubParsersAction[Parser]"
+# Each command module adds its commands to the tree: (subparsers, the shared --json parent).
+Register = Callable[[Commands, Parser], None]
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def to_json(data: Any) -> str:
+    """One JSON document; times as ISO 8601."""
+    return json.dumps(data, default=_json_default, ensure_ascii=False)
+
+
+def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """Prints the result: `data` as JSON under --json, otherwise `text`."""
+    print(to_json(data) if args.json else text)
+
+
+@asynccontextmanager
+async def connected(settings: Settings, *, current: bool = True) -> AsyncIterator[asyncpg.Connection]:
+    """One connection for one command; refuses to work on a schema with migrations pending."""
+    assert settings.database_url is not None
+    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        if current:
+            todo = await migrate_db.pending(conn)
+            if todo:
+                raise UsageError(f"{len(todo)} migration(s) pending; run `tolem migrate` first")
+        yield conn
+    finally:
+        await conn.close()
+
+
+def amount(text: str) -> int:
+    """A decimal string in major units as minor units."""
+    try:
+        return parse_amount(text)
+    except AmountError as exc:
+        raise UsageError(f"bad amount {text!r}: {exc}") from exc
+
+
+def text(value: str, what: str, limit: int) -> str:
+    """Printable text of 1 to `limit` characters, stripped."""
+    value = value.strip()
+    if not 0 < len(value) <= limit or not value.isprintable():
+        raise UsageError(f"{what} must be 1 to {limit} printable characters")
+    return value
+
+
+def email(value: str) -> str:
+    """An email address, stripped."""
+    value = value.strip()
+    if len(value) > 254 or not EMAIL_RE.fullmatch(value):
+        raise UsageError(f"not an email address: {value!r}")
+    return value
+
+
+def code(value: str) -> str:
+    """A payment code as typed, spaces removed; refused when malformed."""
+    normalized = normalize(value)
+    if classify(normalized) is CodeShape.MALFORMED:
+        raise UsageError(f"malformed payment code: {value!r}")
+    return normalized
+
+
+def networks(values: list[str] | None) -> list[str]:
+    """CIDR texts, normalized."""
+    result = []
+    for value in values or []:
+        try:
+            result.append(str(ip_network(value, strict=False)))
+        except ValueError as exc:
+            raise UsageError(f"not an IP network: {value!r}") from exc
+    return result
+
+
+def zone(value: str | None) -> str | None:
+    """A known IANA time zone name, or None."""
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise UsageError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+def moment(value: str | None, settings: Settings) -> datetime | None:
+    """An ISO date or date-time typed by an operator, in the deployment's zone unless given."""
+    from tolem.journal import parse_moment  # noqa: PLC0415 - keeps aiohttp out of other commands
+
+    if value is None:
+        return None
+    try:
+        return parse_moment(value, settings.timezone)
+    except ValueError as exc:
+        raise UsageError(f"not an ISO date or date-time: {value!r}") from exc

@@ -1,0 +1,43 @@
+"""`tolem migrate` and `tolem audit`: the schema and the ledger's invariants."""
+
+import argparse
+import sys
+from dataclasses import asdict
+
+from tolem.cli.common import Commands, Parser, connected, emit
+from tolem.db import audit as audit_db
+from tolem.db import migrate as migrate_db
+from tolem.settings import Settings
+
+
+async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Applies pending migrations."""
+    async with connected(settings, current=False) as conn:
+        applied = await migrate_db.migrate(conn)
+    text = "\n".join(f"applied {name}" for name in applied) or "nothing to apply"
+    emit(args, {"applied": applied}, text)
+    return 0
+
+
+async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    """Verifies the ledger's invariants; exit 1 with the list of violations if any fail."""
+
+    def progress(name: str, count: int, seconds: float) -> None:
+        print(f"tolem: audit {name}: {count} violation(s) in {seconds:.2f}s", file=sys.stderr)
+
+    async with connected(settings) as conn:
+        found = await audit_db.audit(conn, progress)
+    data = {"ok": not found, "violations": [asdict(v) for v in found]}
+    text = "\n".join(f"{v.check}\t{v.subject or '-'}\t{v.detail}" for v in found) or "ledger ok"
+    emit(args, data, text)
+    return 1 if found else 0
+
+
+def register(commands: Commands, common: Parser) -> None:
+    """`tolem audit` and `tolem migrate`."""
+    commands.add_parser("audit", parents=[common], help="verify the ledger's invariants").set_defaults(
+        run=cmd_audit
+    )
+    commands.add_parser("migrate", parents=[common], help="apply pending migrations").set_defaults(
+        run=cmd_migrate
+    )

@@ -1,0 +1,199 @@
+"""`tolem provider …`: aggregator connections."""
+
+import argparse
+import re
+from typing import Any, Final
+
+import asyncpg
+
+from tolem.cli.common import Commands, Parser, UsageError, amount, connected, emit, networks, text, zone
+from tolem.core.money import format_amount
+from tolem.db import providers as provider_db
+from tolem.passwords import hash_password
+from tolem.settings import Settings
+
+PROTOCOLS: Final = ("osmp", "payme", "click")
+_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+
+
+def provider_dict(provider: Any) -> dict[str, Any]:
+    """A provider as shown to operators: secrets only as present or absent."""
+    return {
+        "name": provider.name,
+        "protocol": str(provider.protocol),
+        "enabled": provider.enabled,
+        "gateway": f"/gw/{provider.name}",
+        "allow_ips": [str(n) for n in provider.allow_ips],
+        "login": provider.login,
+        "password": provider.password_hash is not None,
+        "secret": provider.secret is not None,
+        "service_id": provider.service_id,
+        "min_amount": None if provider.min_amount_minor is None else format_amount(provider.min_amount_minor),
+        "max_amount": None if provider.max_amount_minor is None else format_amount(provider.max_amount_minor),
+        "currency": provider.currency,
+        "timezone": provider.timezone,
+    }
+
+
+def _provider_text(d: dict[str, Any]) -> str:
+    limits = f"{d['min_amount'] or '-'}..{d['max_amount'] or '-'} {d['currency']}"
+    return (
+        f"{d['name']}\t{d['protocol']}\t{'enabled' if d['enabled'] else 'disabled'}\t"
+        f"{d['gateway']}\tips={','.join(d['allow_ips']) or 'any'}\t"
+        f"password={'yes' if d['password'] else 'no'}\tsecret={'yes' if d['secret'] else 'no'}\t"
+        f"limits={limits}"
+    )
+
+
+def _provider_changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if args.allow_ip is not None:
+        changes["allow_ips"] = networks(args.allow_ip)
+    if args.login is not None:
+        changes["login"] = text(args.login, "login", 64)
+    if args.password is not None:
+        changes["password_hash"] = hash_password(text(args.password, "password", 256))
+    if args.secret is not None:
+        changes["secret"] = text(args.secret, "secret", 256)
+    if args.service_id is not None:
+        changes["service_id"] = text(args.service_id, "service id", 64)
+    if args.min_amount is not None:
+        changes["min_amount_minor"] = amount(args.min_amount)
+    if args.max_amount is not None:
+        changes["max_amount_minor"] = amount(args.max_amount)
+    if args.timezone is not None:
+        changes["timezone"] = zone(args.timezone)
+    return changes
+
+
+def _check_provider(protocol: str, merged: dict[str, Any]) -> None:
+    if not merged.get("allow_ips") and not merged.get("password_hash") and not merged.get("secret"):
+        raise UsageError("without --allow-ip a provider needs --password or --secret")
+    if protocol == "payme" and not merged.get("password_hash"):
+        raise UsageError("a payme provider needs --password (its merchant key)")
+    if protocol == "click" and not (merged.get("secret") and merged.get("service_id")):
+        raise UsageError("a click provider needs --secret and --service-id")
+    low, high = merged.get("min_amount_minor"), merged.get("max_amount_minor")
+    if low is not None and high is not None and low > high:
+        raise UsageError("--min-amount is above --max-amount")
+
+
+async def cmd_provider_add(args: argparse.Namespace, settings: Settings) -> int:
+    """Registers an aggregator."""
+    if not _NAME_RE.fullmatch(args.name):
+        raise UsageError("provider name: 1-32 of a-z 0-9 _ -, starting with a letter or digit")
+    changes = _provider_changes(args)
+    _check_provider(args.protocol, changes)
+    async with connected(settings) as conn:
+        try:
+            provider = await provider_db.add(
+                conn,
+                name=args.name,
+                protocol=args.protocol,
+                currency=settings.currency,
+                allow_ips=changes.get("allow_ips", []),
+                login=changes.get("login"),
+                password_hash=changes.get("password_hash"),
+                secret=changes.get("secret"),
+                service_id=changes.get("service_id"),
+                min_amount_minor=changes.get("min_amount_minor"),
+                max_amount_minor=changes.get("max_amount_minor"),
+                timezone=changes.get("timezone"),
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise UsageError(f"provider {args.name!r} already exists") from exc
+    data = provider_dict(provider)
+    emit(args, data, f"added provider {provider.name}; gateway URL path: /gw/{provider.name}")
+    return 0
+
+
+async def cmd_provider_set(args: argparse.Namespace, settings: Settings) -> int:
+    """Changes a provider's settings."""
+    changes = _provider_changes(args)
+    if not changes:
+        raise UsageError("nothing to change")
+    async with connected(settings) as conn:
+        try:
+            current = await provider_db.get(conn, args.name)
+        except provider_db.ProviderNotFound as exc:
+            raise UsageError(f"no provider named {args.name!r}") from exc
+        merged: dict[str, Any] = {
+            "allow_ips": [str(n) for n in current.allow_ips],
+            "password_hash": current.password_hash,
+            "secret": current.secret,
+            "service_id": current.service_id,
+            "min_amount_minor": current.min_amount_minor,
+            "max_amount_minor": current.max_amount_minor,
+            **changes,
+        }
+        _check_provider(str(current.protocol), merged)
+        provider = await provider_db.update(conn, args.name, changes)
+    data = provider_dict(provider)
+    emit(args, data, _provider_text(data))
+    return 0
+
+
+async def _set_enabled(args: argparse.Namespace, settings: Settings, enabled: bool) -> int:
+    async with connected(settings) as conn:
+        try:
+            provider = await provider_db.update(conn, args.name, {"enabled": enabled})
+        except provider_db.ProviderNotFound as exc:
+            raise UsageError(f"no provider named {args.name!r}") from exc
+    data = provider_dict(provider)
+    emit(args, data, f"{provider.name} {'enabled' if enabled else 'disabled'}")
+    return 0
+
+
+async def cmd_provider_enable(args: argparse.Namespace, settings: Settings) -> int:
+    """Lets a provider move money again."""
+    return await _set_enabled(args, settings, enabled=True)
+
+
+async def cmd_provider_disable(args: argparse.Namespace, settings: Settings) -> int:
+    """Stops a provider: its gateway answers 404."""
+    return await _set_enabled(args, settings, enabled=False)
+
+
+async def cmd_provider_list(args: argparse.Namespace, settings: Settings) -> int:
+    """Lists providers (never their secrets)."""
+    async with connected(settings) as conn:
+        providers = await provider_db.load_all(conn)
+    data = [provider_dict(p) for p in providers.values()]
+    emit(args, data, "\n".join(_provider_text(d) for d in data) or "no providers")
+    return 0
+
+
+def _provider_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-ip",
+        action="append",
+        metavar="CIDR",
+        help="network allowed to call (repeat; with set: replaces the list)",
+    )
+    parser.add_argument("--login", help="HTTP Basic login expected")
+    parser.add_argument("--password", help="HTTP Basic password (Payme: the merchant key)")
+    parser.add_argument("--secret", help="signature key (Click)")
+    parser.add_argument("--service-id", help="our service id at the provider (Click)")
+    parser.add_argument("--min-amount", metavar="DEC", help="smallest amount, e.g. 10.00")
+    parser.add_argument("--max-amount", metavar="DEC", help="largest amount, e.g. 50000.00")
+    parser.add_argument("--timezone", help="zone of the provider's local timestamps")
+
+
+def register(commands: Commands, common: Parser) -> None:
+    """`tolem provider add|list|set|enable|disable`."""
+    provider = commands.add_parser("provider", parents=[common], help="aggregator connections")
+    p_cmds = provider.add_subparsers(dest="provider_command", required=True, parser_class=Parser)
+    add = p_cmds.add_parser("add", parents=[common])
+    add.add_argument("name")
+    add.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    _provider_options(add)
+    add.set_defaults(run=cmd_provider_add)
+    p_cmds.add_parser("list", parents=[common]).set_defaults(run=cmd_provider_list)
+    set_ = p_cmds.add_parser("set", parents=[common])
+    set_.add_argument("name")
+    _provider_options(set_)
+    set_.set_defaults(run=cmd_provider_set)
+    for verb, run in (("disable", cmd_provider_disable), ("enable", cmd_provider_enable)):
+        sub = p_cmds.add_parser(verb, parents=[common])
+        sub.add_argument("name")
+        sub.set_defaults(run=run)
