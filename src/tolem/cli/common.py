@@ -15,6 +15,7 @@ import asyncpg
 from tolem.core.codes import CodeShape, classify, normalize
 from tolem.core.money import AmountError, parse_amount
 from tolem.db import migrate as migrate_db
+from tolem.db.pool import connect_options
 from tolem.settings import Settings
 
 EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+")
@@ -61,7 +62,9 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
 async def connected(settings: Settings, *, current: bool = True) -> AsyncIterator[asyncpg.Connection]:
     """One connection for one command; refuses to work on a schema with migrations pending."""
     assert settings.database_url is not None
-    conn = await asyncpg.connect(settings.database_url.get_secret_value())
+    conn = await asyncpg.connect(
+        settings.database_url.get_secret_value(), **connect_options(settings.database_pooler)
+    )
     try:
         if current:
             todo = await migrate_db.pending(conn)

@@ -26,7 +26,7 @@ from tolem.core.service import PaymentService
 from tolem.database import resolve_database
 from tolem.db import migrate
 from tolem.db import providers as provider_db
-from tolem.db.pool import create_pool
+from tolem.db.pool import connect_options, create_pool
 from tolem.db.store import PgStore
 from tolem.log import configure_logging
 from tolem.protocols.payme.adapter import TRANSACTION_TIMEOUT, utc_now
@@ -85,7 +85,7 @@ async def run(settings: Settings, *, once: bool, interval: float, batch: int) ->
     """Sweeps once, or every `interval` seconds until cancelled; a failed pass is retried later."""
     assert settings.database_url is not None
     dsn = settings.database_url.get_secret_value()
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, **connect_options(settings.database_pooler))
     try:
         pending = await migrate.pending(conn)
     finally:
@@ -93,7 +93,9 @@ async def run(settings: Settings, *, once: bool, interval: float, batch: int) ->
     if pending:
         print("tolem: error: migrations pending; run `tolem migrate` first", file=sys.stderr)
         return 1
-    pool = await create_pool(dsn, size=2, deadline=settings.request_deadline)
+    pool = await create_pool(
+        dsn, size=2, deadline=settings.request_deadline, pooler=settings.database_pooler
+    )
     try:
         while True:
             try:
