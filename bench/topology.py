@@ -475,3 +475,48 @@ def remove_cluster(cluster: Cluster, base: Path) -> None:
     """Stops a cluster started here and removes its files."""
     stop_cluster(cluster.data_dir, mode="immediate")
     shutil.rmtree(base, ignore_errors=True)
+
+
+# --- several instances as one benchmark target -----------------------------------------------
+
+
+@dataclass
+class Fleet:
+    """tolem instances measured as one server: behind a balancer when there are several, all
+    through one PgBouncer. `pids` are every process on the way (instances and their workers,
+    HAProxy, PgBouncer), so that the CPU and memory figures count the whole path."""
+
+    servers: list[Server]
+    bouncer: PgBouncer
+    balancer: Balancer | None = None
+
+    @property
+    def url(self) -> str:
+        """The balancer's address, or the one instance's."""
+        return self.balancer.url if self.balancer is not None else self.servers[0].url
+
+    async def start(self) -> None:
+        """The instances, then the balancer once they answer."""
+        for server in self.servers:
+            await server.start()
+        if self.balancer is not None:
+            self.balancer.start()
+            await wait_until_balanced(self.balancer, len(self.servers))
+
+    def stop(self) -> None:
+        """The balancer, then the instances (PgBouncer is stopped by whoever started it)."""
+        if self.balancer is not None:
+            self.balancer.stop()
+        for server in self.servers:
+            server.stop()
+
+    def pids(self) -> list[int]:
+        """Every serving process: each instance's workers (or the instance), HAProxy, PgBouncer."""
+        pids = []
+        for server in self.servers:
+            own = server.pids()
+            pids += own[1:] if len(own) > 1 else own
+        for process in (self.balancer.process if self.balancer else None, self.bouncer.process):
+            if process is not None:
+                pids.append(process.pid)
+        return pids
