@@ -5,6 +5,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+import tolem
 from tests.cli.conftest import Cli, Run
 from tolem.core.codes import CodeShape, classify
 
@@ -239,6 +240,17 @@ class TestGeneral:
         """argparse errors are folded into the same one-line form."""
         one_error_line(await cli("frobnicate"))
         one_error_line(await cli("account", "create", "--bogus"))
+
+    async def test_bare_command_prints_usage(self, cli: Cli) -> None:
+        """`tolem` alone prints the command list on stderr and exits 2; --version names the version."""
+        bare = await cli()
+        assert bare.code == 2
+        assert bare.out == ""
+        assert "usage: tolem" in bare.err
+        assert "sweep" in bare.err
+        version = await cli("--version")
+        assert version.code == 0
+        assert version.out.strip() == f"tolem {tolem.__version__}"
 
     async def test_pending_migrations_block_commands(
         self,

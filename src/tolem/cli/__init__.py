@@ -9,7 +9,8 @@ from typing import Final
 import asyncpg
 from pydantic import ValidationError
 
-from tolem.cli import accounts, journal, ledger, providers, serve
+from tolem import __version__
+from tolem.cli import accounts, journal, ledger, providers, serve, sweep
 from tolem.cli.common import Command, Parser, Register, UsageError
 from tolem.database import resolve_database
 from tolem.db import migrate as migrate_db
@@ -24,7 +25,10 @@ COMMANDS: Final[tuple[Register, ...]] = (
     providers.register,
     accounts.register,
     journal.register,
+    sweep.register,
 )
+# Services that run until stopped: their log is their output, on stdout.
+_LONG_RUNNING: Final = frozenset({"serve", "sweep"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     parser = Parser(prog="tolem", description=__doc__, parents=[common])
+    parser.add_argument("--version", action="version", version=f"tolem {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for register in COMMANDS:
         register(commands, common)
@@ -47,17 +52,23 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tolem` console script."""
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        print(parser.format_help(), end="", file=sys.stderr)
+        return 2
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help and --version have printed what was asked
+            return int(exc.code or 0)
         settings = _settings(args)
-        serving = args.command == "serve"
         configure_logging(
             json=None if settings.log_format is None else settings.log_format == "json",
             level=settings.log_level,
-            to_stderr=not serving,
+            to_stderr=args.command not in _LONG_RUNNING,
         )
         settings = resolve_database(settings)
-        if serving:
+        if args.command == "serve":
             return serve.serve(settings)
         run: Command = args.run
         return asyncio.run(run(args, settings))
