@@ -230,11 +230,12 @@ class TestImport:
 
 
 class TestGeneral:
-    async def test_migrate_is_a_noop_when_current(self, cli: Cli) -> None:
-        """The test database is current: migrate says so and exits 0."""
+    async def test_migrate_is_a_noop_when_current(self, cli: Cli, database_url: str) -> None:
+        """The test database is current: migrate says so, names the database, and exits 0."""
         run = await cli("migrate", "--json")
         assert run.code == 0
-        assert run.json() == {"applied": []}
+        assert run.json()["applied"] == []
+        assert run.json()["database"].endswith("/" + database_url.rpartition("/")[2])
 
     async def test_unknown_command_is_one_line(self, cli: Cli) -> None:
         """argparse errors are folded into the same one-line form."""
@@ -282,3 +283,25 @@ class TestGeneral:
         one_error_line(run)
         assert run.code == 1
         assert "pw" not in run.err
+        assert "TOLEM_DATABASE_URL" in run.err
+        assert "127.0.0.1:1/none" in run.err
+
+    async def test_bad_setting_names_its_variable(self, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A bad TOLEM_* value is reported by its variable name, on one line, exit 2."""
+        monkeypatch.setenv("TOLEM_PORT", "eighty")
+        run = await cli("provider", "list")
+        one_error_line(run)
+        assert run.code == 2
+        assert "TOLEM_PORT (or --port)" in run.err
+        monkeypatch.setenv("TOLEM_PORT", "8080")
+        monkeypatch.setenv("TOLEM_TIMEZONE", "Mars/Olympus")
+        run = await cli("provider", "list")
+        one_error_line(run)
+        assert "TOLEM_TIMEZONE" in run.err
+
+    async def test_file_problem_is_not_a_database_error(self, cli: Cli, tmp_path: Path) -> None:
+        """A file that cannot be read is reported by its name, not as a database failure."""
+        run = await cli("account", "import", str(tmp_path))
+        one_error_line(run)
+        assert str(tmp_path) in run.err
+        assert "database" not in run.err

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from tolem import __version__
 from tolem.cli import accounts, journal, ledger, providers, serve, sweep
-from tolem.cli.common import Command, Parser, Register, UsageError
+from tolem.cli.common import Command, DatabaseUnreachable, Parser, Register, UsageError
 from tolem.database import resolve_database
 from tolem.db import migrate as migrate_db
 from tolem.db.embedded import EmbeddedUnavailable
@@ -43,8 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Settings that `tolem serve` also takes as options, which win over the environment.
+_SERVE_OPTIONS: Final = ("host", "port", "workers")
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {k: getattr(args, k, None) for k in ("host", "port", "workers")}
+    overrides = {k: getattr(args, k, None) for k in _SERVE_OPTIONS}
     settings = Settings()
     update = {k: v for k, v in overrides.items() if v is not None}
     return Settings.model_validate({**settings.model_dump(), **update}) if update else settings
@@ -76,16 +80,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tolem: error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        print(f"tolem: error: configuration {where}: {first['msg']}", file=sys.stderr)
+        print(f"tolem: error: configuration: {_config_problem(exc)}", file=sys.stderr)
         return 2
-    except (EmbeddedUnavailable, migrate_db.MigrationError) as exc:
+    except (DatabaseUnreachable, EmbeddedUnavailable, migrate_db.MigrationError) as exc:
         print(f"tolem: error: {exc}", file=sys.stderr)
         return 1
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         print(
             f"tolem: error: database: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
             file=sys.stderr,
         )
         return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"tolem: error: {where}{exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 1
+
+
+def _config_problem(exc: ValidationError) -> str:
+    """The first invalid setting, named as the operator sets it: its TOLEM_ variable."""
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    name = f"TOLEM_{field.upper()}" if field in Settings.model_fields else field
+    option = f" (or --{field})" if field in _SERVE_OPTIONS else ""
+    return f"{name}{option}: {first['msg']}"
