@@ -22,7 +22,7 @@ from tolem.db import providers as provider_db
 from tolem.db.pool import create_pool
 from tolem.db.store import PgStore
 from tolem.journal import JournalWriter, entry_for
-from tolem.log import LOG_LINE, REQUEST_ID, logged
+from tolem.log import LOG_LINE, OUTAGE, REQUEST_ID, logged
 from tolem.protocols.auth import client_ip
 from tolem.protocols.base import GatewayContext
 from tolem.protocols.registry import ADAPTERS
@@ -68,10 +68,12 @@ class ProviderCache:
                 self._providers = await provider_db.load_all(self._pool)
                 self._loaded_at = time.monotonic()
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                OUTAGE.failed("providers", exc)
                 if self._providers is None:
                     raise TemporarilyUnavailable("provider configuration unavailable") from exc
                 # Serving a slightly stale configuration beats refusing every aggregator.
-                _log.warning("provider_reload_failed", error=type(exc).__name__)
+                return
+            OUTAGE.recovered()
 
 
 PROVIDERS: Final = web.AppKey("providers", ProviderCache)

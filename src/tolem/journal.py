@@ -26,6 +26,7 @@ from tolem import metrics
 from tolem.core.codes import mask
 from tolem.db import journal as journal_db
 from tolem.db.journal import JournalEntry
+from tolem.log import OUTAGE
 
 _log = structlog.get_logger("tolem.journal")
 
@@ -262,6 +263,7 @@ class JournalWriter:
                 del self._buffer[: len(chunk)]
                 metrics.JOURNAL_WRITTEN.inc(written)
                 metrics.JOURNAL_BUFFERED.set(len(self._buffer))
+                OUTAGE.recovered()
 
     @staticmethod
     async def _one_by_one(conn: asyncpg.Connection, chunk: list[JournalEntry]) -> int:
@@ -301,7 +303,8 @@ class JournalWriter:
                 await self.flush(len(self._buffer))
             except Exception as exc:  # noqa: BLE001 - the writer must outlive any one failure
                 metrics.JOURNAL_WRITE_FAILURES.inc()
-                _log.warning("journal_write_failed", rows=len(self._buffer), error=type(exc).__name__)
+                # The rows stay buffered (JOURNAL_BUFFERED says how many) and go out on recovery.
+                OUTAGE.failed("journal", exc)
                 self._wake.set()
                 await self._pause(self._retry_delay)
 
