@@ -17,9 +17,9 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed  ## create .venv with tolem and its dev tools
 
-run: install  ## migrate and serve (a private PostgreSQL under .tolem/ unless TOLEM_DATABASE_URL is set)
+run: install  ## migrate, then serve with the Payme sweep beside it (a private PostgreSQL unless TOLEM_DATABASE_URL is set)
 	$(BIN)/tolem migrate
-	exec $(BIN)/tolem serve
+	$(BIN)/tolem sweep & sweep=$$!; trap 'kill $$sweep 2>/dev/null' EXIT INT TERM; $(BIN)/tolem serve
 
 test: install  ## lint, type-check and run the whole test suite against a real PostgreSQL
 	$(BIN)/ruff check src tests bench

@@ -5,8 +5,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+import tolem
 from tests.cli.conftest import Cli, Run
+from tests.conftest import Factory
 from tolem.core.codes import CodeShape, classify
+from tolem.core.model import PayCommand
+from tolem.core.service import PaymentService
 
 
 def one_error_line(run: Run) -> None:
@@ -47,6 +51,33 @@ class TestAccounts:
         as_json = (await cli("account", "show", str(data["account_id"]), "--json")).json()
         assert as_json[0]["balance_minor"] == 0
         assert as_json[0]["services"] == ["example.kg"]
+
+    async def test_create_warns_when_the_email_owns_an_account(self, cli: Cli) -> None:
+        """A second account for an email is created with a warning naming the first (also in --json)."""
+        first = (await cli("account", "create", "--email", "dup@example.kg", "--name", "A", "--json")).json()
+        second = await cli("account", "create", "--email", "DUP@example.kg", "--name", "B", "--json")
+        assert second.code == 0
+        data = second.json()
+        assert data["same_email_accounts"] == [first["account_id"]]
+        assert f"account(s) {first['account_id']}" in data["warning"]
+        assert second.err.startswith("tolem: warning: ")
+        assert len(second.err.strip().splitlines()) == 1
+        third = await cli("account", "create", "--email", "solo@example.kg", "--name", "C", "--json")
+        assert "warning" not in third.json()
+        assert third.err == ""
+
+    async def test_show_states_the_zone_and_currency_of_payments(
+        self, cli: Cli, service: PaymentService, factory: Factory
+    ) -> None:
+        """account show prints payment times in the deployment's zone, named, with amounts' currency."""
+        provider = await factory.provider()
+        account_id, code = await factory.account()
+        await service.pay(provider, PayCommand("t-1", code, 150_50))
+        shown = await cli("account", "show", str(account_id))
+        assert "last payments (times in Asia/Bishkek):" in shown.out
+        line = next(x for x in shown.out.splitlines() if " t-1 " in x)
+        assert "+0600" in line
+        assert "150.50 KGS" in line
 
     async def test_lookup_by_email_and_service_is_case_blind(self, cli: Cli) -> None:
         """Support finds the account by email or service name however the caller spells it."""
@@ -229,16 +260,28 @@ class TestImport:
 
 
 class TestGeneral:
-    async def test_migrate_is_a_noop_when_current(self, cli: Cli) -> None:
-        """The test database is current: migrate says so and exits 0."""
+    async def test_migrate_is_a_noop_when_current(self, cli: Cli, database_url: str) -> None:
+        """The test database is current: migrate says so, names the database, and exits 0."""
         run = await cli("migrate", "--json")
         assert run.code == 0
-        assert run.json() == {"applied": []}
+        assert run.json()["applied"] == []
+        assert run.json()["database"].endswith("/" + database_url.rpartition("/")[2])
 
     async def test_unknown_command_is_one_line(self, cli: Cli) -> None:
         """argparse errors are folded into the same one-line form."""
         one_error_line(await cli("frobnicate"))
         one_error_line(await cli("account", "create", "--bogus"))
+
+    async def test_bare_command_prints_usage(self, cli: Cli) -> None:
+        """`tolem` alone prints the command list on stderr and exits 2; --version names the version."""
+        bare = await cli()
+        assert bare.code == 2
+        assert bare.out == ""
+        assert "usage: tolem" in bare.err
+        assert "sweep" in bare.err
+        version = await cli("--version")
+        assert version.code == 0
+        assert version.out.strip() == f"tolem {tolem.__version__}"
 
     async def test_pending_migrations_block_commands(
         self,
@@ -270,3 +313,25 @@ class TestGeneral:
         one_error_line(run)
         assert run.code == 1
         assert "pw" not in run.err
+        assert "TOLEM_DATABASE_URL" in run.err
+        assert "127.0.0.1:1/none" in run.err
+
+    async def test_bad_setting_names_its_variable(self, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A bad TOLEM_* value is reported by its variable name, on one line, exit 2."""
+        monkeypatch.setenv("TOLEM_PORT", "eighty")
+        run = await cli("provider", "list")
+        one_error_line(run)
+        assert run.code == 2
+        assert "TOLEM_PORT (or --port)" in run.err
+        monkeypatch.setenv("TOLEM_PORT", "8080")
+        monkeypatch.setenv("TOLEM_TIMEZONE", "Mars/Olympus")
+        run = await cli("provider", "list")
+        one_error_line(run)
+        assert "TOLEM_TIMEZONE" in run.err
+
+    async def test_file_problem_is_not_a_database_error(self, cli: Cli, tmp_path: Path) -> None:
+        """A file that cannot be read is reported by its name, not as a database failure."""
+        run = await cli("account", "import", str(tmp_path))
+        one_error_line(run)
+        assert str(tmp_path) in run.err
+        assert "database" not in run.err

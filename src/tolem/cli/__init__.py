@@ -9,8 +9,9 @@ from typing import Final
 import asyncpg
 from pydantic import ValidationError
 
-from tolem.cli import accounts, journal, ledger, providers, serve
-from tolem.cli.common import Command, Parser, Register, UsageError
+from tolem import __version__
+from tolem.cli import accounts, journal, ledger, providers, serve, sweep
+from tolem.cli.common import Command, DatabaseUnreachable, Parser, Register, UsageError
 from tolem.database import resolve_database
 from tolem.db import migrate as migrate_db
 from tolem.db.embedded import EmbeddedUnavailable
@@ -24,7 +25,10 @@ COMMANDS: Final[tuple[Register, ...]] = (
     providers.register,
     accounts.register,
     journal.register,
+    sweep.register,
 )
+# Services that run until stopped: their log is their output, on stdout.
+_LONG_RUNNING: Final = frozenset({"serve", "sweep"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,14 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     parser = Parser(prog="tolem", description=__doc__, parents=[common])
+    parser.add_argument("--version", action="version", version=f"tolem {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for register in COMMANDS:
         register(commands, common)
     return parser
 
 
+# Settings that `tolem serve` also takes as options, which win over the environment.
+_SERVE_OPTIONS: Final = ("host", "port", "workers")
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {k: getattr(args, k, None) for k in ("host", "port", "workers")}
+    overrides = {k: getattr(args, k, None) for k in _SERVE_OPTIONS}
     settings = Settings()
     update = {k: v for k, v in overrides.items() if v is not None}
     return Settings.model_validate({**settings.model_dump(), **update}) if update else settings
@@ -47,17 +56,23 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tolem` console script."""
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        print(parser.format_help(), end="", file=sys.stderr)
+        return 2
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help and --version have printed what was asked
+            return int(exc.code or 0)
         settings = _settings(args)
-        serving = args.command == "serve"
         configure_logging(
             json=None if settings.log_format is None else settings.log_format == "json",
             level=settings.log_level,
-            to_stderr=not serving,
+            to_stderr=args.command not in _LONG_RUNNING,
         )
         settings = resolve_database(settings)
-        if serving:
+        if args.command == "serve":
             return serve.serve(settings)
         run: Command = args.run
         return asyncio.run(run(args, settings))
@@ -65,16 +80,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tolem: error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        print(f"tolem: error: configuration {where}: {first['msg']}", file=sys.stderr)
+        print(f"tolem: error: configuration: {_config_problem(exc)}", file=sys.stderr)
         return 2
-    except (EmbeddedUnavailable, migrate_db.MigrationError) as exc:
+    except (DatabaseUnreachable, EmbeddedUnavailable, migrate_db.MigrationError) as exc:
         print(f"tolem: error: {exc}", file=sys.stderr)
         return 1
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         print(
             f"tolem: error: database: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
             file=sys.stderr,
         )
         return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"tolem: error: {where}{exc.strerror or type(exc).__name__}", file=sys.stderr)
+        return 1
+
+
+def _config_problem(exc: ValidationError) -> str:
+    """The first invalid setting, named as the operator sets it: its TOLEM_ variable."""
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    name = f"TOLEM_{field.upper()}" if field in Settings.model_fields else field
+    option = f" (or --{field})" if field in _SERVE_OPTIONS else ""
+    return f"{name}{option}: {first['msg']}"

@@ -15,7 +15,7 @@ import asyncpg
 from tolem.core.codes import CodeShape, classify, normalize
 from tolem.core.money import AmountError, parse_amount
 from tolem.db import migrate as migrate_db
-from tolem.db.pool import connect_options
+from tolem.db.pool import connect_options, dsn_target
 from tolem.settings import Settings
 
 EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+")
@@ -27,6 +27,10 @@ Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 
 class UsageError(Exception):
     """Bad input from the operator: printed as one line, exit status 2."""
+
+
+class DatabaseUnreachable(Exception):
+    """The configured database did not let us in: printed as one line naming it, exit status 1."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -62,9 +66,14 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
 async def connected(settings: Settings, *, current: bool = True) -> AsyncIterator[asyncpg.Connection]:
     """One connection for one command; refuses to work on a schema with migrations pending."""
     assert settings.database_url is not None
-    conn = await asyncpg.connect(
-        settings.database_url.get_secret_value(), **connect_options(settings.database_pooler)
-    )
+    dsn = settings.database_url.get_secret_value()
+    try:
+        conn = await asyncpg.connect(dsn, **connect_options(settings.database_pooler))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatabaseUnreachable(
+            f"cannot connect to the database at {dsn_target(dsn)} (TOLEM_DATABASE_URL): {reason}"
+        ) from exc
     try:
         if current:
             todo = await migrate_db.pending(conn)

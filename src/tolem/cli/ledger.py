@@ -7,15 +7,18 @@ from dataclasses import asdict
 from tolem.cli.common import Commands, Parser, connected, emit
 from tolem.db import audit as audit_db
 from tolem.db import migrate as migrate_db
+from tolem.db.pool import dsn_target
 from tolem.settings import Settings
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     """Applies pending migrations."""
+    assert settings.database_url is not None
+    target = dsn_target(settings.database_url.get_secret_value())
     async with connected(settings, current=False) as conn:
         applied = await migrate_db.migrate(conn)
-    text = "\n".join(f"applied {name}" for name in applied) or "nothing to apply"
-    emit(args, {"applied": applied}, text)
+    lines = [f"applied {name}" for name in applied] or ["nothing to apply"]
+    emit(args, {"database": target, "applied": applied}, "\n".join([f"database {target}", *lines]))
     return 0
 
 

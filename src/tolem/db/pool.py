@@ -34,6 +34,16 @@ def mask_dsn(dsn: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def dsn_target(dsn: str) -> str:
+    """Where a DSN points, without user or password: `host:port/database` (or the socket)."""
+    parts = urlsplit(dsn)
+    hosts = parts.netloc.rpartition("@")[2]
+    if not hosts:
+        query = dict(part.partition("=")[::2] for part in parts.query.split("&") if part)
+        hosts = query.get("host", "local socket")
+    return f"{hosts}{parts.path or '/'}"
+
+
 async def _keep_session(_conn: asyncpg.Connection) -> None:
     """Release hook that skips asyncpg's reset query.
 

@@ -209,14 +209,15 @@ async def test_sweep_leaves_a_row_being_performed_to_the_perform(
 async def test_sweep_command_runs_once(
     database_url: str, service: PaymentService, factory: Factory, provider: Provider, account: tuple[int, str]
 ) -> None:
-    """`python -m tolem.protocols.payme.sweep --once` voids the stale reservations and exits 0."""
+    """`tolem sweep --once` voids the stale reservations and exits 0."""
     _, code = account
     now = datetime.now(UTC)
     await _reserve_many(service, provider, code, [now - timedelta(hours=13), now])
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tolem.protocols.payme.sweep",
+        "tolem",
+        "sweep",
         "--once",
         env={**os.environ, "TOLEM_DATABASE_URL": database_url, "TOLEM_LOG_FORMAT": "json"},
         cwd=ROOT,
