@@ -2,11 +2,13 @@
 writes, recovery without a restart, and the failover of a primary to its synchronous standby
 under pay load (bench/deployment.py at a reduced size)."""
 
+import asyncio
 from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
@@ -14,6 +16,7 @@ from bench.deployment import failover
 from tests.conftest import Factory
 from tests.deployment.conftest import need
 from tolem.app import create_app
+from tolem.cli import main
 from tolem.settings import Settings
 
 
@@ -36,16 +39,23 @@ async def _set_read_only(database_url: str, read_only: bool) -> None:
 
 
 async def test_no_writable_host_answers_retry_then_recovers(
-    aiohttp_client: Any, database_url: str, factory: Factory
+    aiohttp_client: Any,
+    database_url: str,
+    factory: Factory,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """While the only listed server refuses writes, a pay answers "retry" and /readyz 503; once
-    it takes writes again the same application credits the pay."""
+    """While the only listed server refuses writes, a pay answers "retry", /readyz and the admin
+    API 503, and a command says it cannot connect; once the server takes writes again the same
+    application credits the pay."""
     await factory.provider("kiosk")
     account_id, code = await factory.account()
+    dsn = f"{database_url}?target_session_attrs=read-write"
     settings = Settings(
-        database_url=SecretStr(f"{database_url}?target_session_attrs=read-write"),
+        database_url=SecretStr(dsn),
         provider_cache_seconds=60,
         request_deadline=2.0,
+        admin_token=SecretStr("admin-token"),
     )
     client: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
     params = {
@@ -70,9 +80,20 @@ async def test_no_writable_host_answers_retry_then_recovers(
                 503,
                 "TargetServerAttributeNotMatched",
             )
+        headers = {"Authorization": "Bearer admin-token"}
+        async with client.get(f"/admin/accounts/{account_id}", headers=headers) as response:
+            assert (response.status, (await response.json())["error"]["code"]) == (503, "unavailable")
+        monkeypatch.setenv("TOLEM_DATABASE_URL", dsn)
+        capsys.readouterr()
+        status = await asyncio.to_thread(main, ["account", "show", str(account_id)])
+        # The command configured logging onto this test's captured output: give it back.
+        structlog.reset_defaults()
+        assert (status, "cannot connect to the database" in capsys.readouterr().err) == (1, True)
     finally:
         await _set_read_only(database_url, read_only=False)
     assert "<result>0</result>" in await pay()
+    # Closed here, while its database still exists, so the journal's last rows are written.
+    await client.close()
     assert await factory.balance(account_id) == 20_00
 
 
