@@ -52,7 +52,8 @@ async def test_gateway_pays_once_through_pgbouncer(
     aiohttp_client: Any, pgbouncer: PgBouncer, database_url: str, factory: Factory
 ) -> None:
     """Concurrent pays and replays over many pooled statements: one credit per txn_id, every
-    answer success, and the transactions went through PgBouncer."""
+    answer success, every call journalled (COPY through the pooler too), and the transactions
+    went through PgBouncer."""
     await factory.provider("kiosk")
     account_id, code = await factory.account()
     settings = Settings(
@@ -70,7 +71,10 @@ async def test_gateway_pays_once_through_pgbouncer(
             return await response.text()
 
     answers = await asyncio.gather(*(pay(1000 + n % 25) for n in range(100)))
+    # Closing writes the journal's last rows.
+    await client.close()
     assert all("<result>0</result>" in answer for answer in answers)
+    assert await factory.count("SELECT count(*) FROM request_journal") == 100
     assert await factory.balance(account_id) == 25 * 10_00
     assert await factory.count("SELECT count(*) FROM transfers WHERE code = 'topup'") == 25
     stats = pgbouncer.stats(urlsplit(database_url).path.lstrip("/"))
