@@ -232,9 +232,9 @@ def _instance(row: dict[str, str]) -> bool:
 class Balancer:
     """HAProxy spreading requests round-robin over tolem instances, health-checked on /readyz.
 
-    A backend that refuses connections is retried on the other one (`retries`, `redispatch`);
-    a request that reached a backend is never resent by HAProxy: whether it was credited is
-    the aggregator's retry to find out, which tolem answers as a replay.
+    A backend that refuses connections is retried on the other one (`retries`, `redispatch`).
+    A request cut off inside a backend HAProxy may resend elsewhere or answer with an error;
+    either is safe, since a pay is idempotent on its transaction id.
     """
 
     backends: Sequence[int]
