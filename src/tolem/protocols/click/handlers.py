@@ -179,28 +179,38 @@ async def _complete(
     click: ClickRequest,
     log_line: dict[str, Any],
 ) -> web.Response:
-    """Credits the prepared payment once, or voids it when Click reports a failure."""
+    """Credits the prepared payment once, or voids it when Click reports a failure.
+
+    The payment is found by our merchant_prepare_id alone. Click's test tool sends a new
+    click_trans_id on every step, so a Complete's click_trans_id need not be the Prepare's;
+    the payment keeps the Prepare's as its external id, and the answer echoes the request's.
+    What ties the two steps together is the signature over merchant_prepare_id, and the amount
+    and code below, which must be the prepared ones.
+    """
     amount = _amount(click)
     if amount is None:
         return _done(log_line, click, ClickError.INCORRECT_AMOUNT)
     if click.status > 0:
         return _done(log_line, click, ClickError.BAD_REQUEST)
-    # Our own id and Click's must name the same payment: either alone could be a stray.
-    external_id, payment_id = click.external_id, click.merchant_prepare_id
+    payment_id = click.merchant_prepare_id
+    log_line["merchant_prepare_id"] = payment_id
     try:
-        payment = await service.status(provider, external_id=external_id, payment_id=payment_id)
+        payment = await service.status(provider, payment_id=payment_id)
     except errors.PaymentNotFound:
         return _done(log_line, click, ClickError.TRANSACTION_NOT_FOUND)
+    log_line["prepared_txn"] = payment.external_id
     if payment.amount_minor != amount:
         return _done(log_line, click, ClickError.INCORRECT_AMOUNT)
     if payment.payment_code != normalize(click.merchant_trans_id):
-        return _done(log_line, click, ClickError.BAD_REQUEST)
+        # Click's -5 is "no such user / order (check merchant_trans_id)": the transaction
+        # exists, but not for the payer this request names.
+        return _done(log_line, click, ClickError.USER_NOT_FOUND)
     try:
         if click.status < 0:
             # Not service.cancel: that would reverse a payment a concurrent Complete credited.
-            await service.void(provider, external_id=external_id, payment_id=payment_id, reason=click.status)
+            await service.void(provider, payment_id=payment_id, reason=click.status)
             return _done(log_line, click, ClickError.TRANSACTION_CANCELLED)
-        result = await service.perform(provider, external_id=external_id, payment_id=payment_id)
+        result = await service.perform(provider, payment_id=payment_id)
     except errors.PaymentNotFound:
         return _done(log_line, click, ClickError.TRANSACTION_NOT_FOUND)
     except errors.WrongState as refused:
