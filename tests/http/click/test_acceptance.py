@@ -5,12 +5,12 @@ whether money moved.
 """
 
 from tests.http.click.conftest import (
-    BAD_REQUEST,
-    SIGN_FAILED,
     ClickWorld,
+    bad_request,
+    echoing,
     ok_complete,
     ok_prepare,
-    refused,
+    sign_failed,
 )
 
 
@@ -38,8 +38,9 @@ async def prepared(world: ClickWorld) -> int:
 class TestPrepareScripts:
     async def test_wrong_signature_is_refused(self, world: ClickWorld) -> None:
         """Prepare with a forged sign_string answers -1 and stores nothing."""
-        reply = await world.click.prepare(sign_string="0" * 32)
-        assert (reply.status, reply.body) == (200, SIGN_FAILED)
+        fields = world.click.prepare_fields(sign_string="0" * 32)
+        reply = await world.click.post(fields)
+        assert (reply.status, reply.body) == (200, sign_failed(fields))
         assert await world.money() == (0, 0, 0)
 
     async def test_unknown_user_is_minus_5(self, world: ClickWorld) -> None:
@@ -62,8 +63,9 @@ class TestPrepareScripts:
 
     async def test_unknown_action_is_minus_3(self, world: ClickWorld) -> None:
         """A correctly signed request with action=5 answers -3 and stores nothing."""
-        reply = await world.click.prepare(action="5")
-        assert reply.body == refused(-3, "Action not found")
+        fields = world.click.prepare_fields(action="5")
+        reply = await world.click.post(fields)
+        assert reply.body == echoing(fields, -3, "Action not found")
         assert await world.money() == (0, 0, 0)
 
     async def test_prepare_reserves_without_crediting(self, world: ClickWorld) -> None:
@@ -80,7 +82,7 @@ class TestPrepareScripts:
         fields = world.click.prepare_fields()
         del fields["amount"]
         reply = await world.click.post(fields)
-        assert reply.body == BAD_REQUEST
+        assert reply.body == bad_request(fields)
         assert await world.money() == (0, 0, 0)
 
 
@@ -90,8 +92,9 @@ class TestCompleteScripts:
     async def test_wrong_signature_is_refused(self, world: ClickWorld) -> None:
         """Complete with a forged sign_string answers -1 and credits nothing."""
         prepare_id = await prepared(world)
-        reply = await world.click.complete(prepare_id, "2001", sign_string="f" * 32)
-        assert reply.body == SIGN_FAILED
+        fields = world.click.complete_fields(prepare_id, "2001", sign_string="f" * 32)
+        reply = await world.click.post(fields)
+        assert reply.body == sign_failed(fields)
         assert await world.state(prepare_id) == ("reserved", None)
         assert await world.money() == (0, 1, 0)
 
@@ -156,7 +159,8 @@ async def test_whole_tool_run_in_order(world: ClickWorld) -> None:
     click_trans_id of its own and Complete tied to Prepare only by merchant_prepare_id: every
     answer is the script's, and exactly the two successful payments are credited."""
     click, code = world.click, world.code
-    assert (await click.prepare("1", sign_string="0" * 32)).body == SIGN_FAILED
+    forged = click.prepare_fields("1", sign_string="0" * 32)
+    assert (await click.post(forged)).body == sign_failed(forged)
     unknown = await click.prepare("2", merchant_trans_id="legacy-404")
     assert unknown.body == step("legacy-404", 2, -5, "User does not exist", None, complete=False)
     too_small = await click.prepare("3", amount="0.50")
@@ -166,11 +170,13 @@ async def test_whole_tool_run_in_order(world: ClickWorld) -> None:
     assert wrong_amount.body == step(code, 5, -2, "Incorrect parameter amount", None, complete=True)
     missing = await click.complete(paid + 1000, "6")
     assert missing.body == step(code, 6, -6, "Transaction does not exist", None, complete=True)
-    assert (await click.complete(paid, "7", sign_string="0" * 32)).body == SIGN_FAILED
+    forged = click.complete_fields(paid, "7", sign_string="0" * 32)
+    assert (await click.post(forged)).body == sign_failed(forged)
     assert (await click.complete(paid, "8")).body == ok_complete(code, paid, 8)
     repeated = await click.complete(paid, "9")
     assert repeated.body == step(code, 9, -4, "Already paid", paid, complete=True)
-    assert (await click.prepare("10", action="5")).body == refused(-3, "Action not found")
+    unknown_action = click.prepare_fields("10", action="5")
+    assert (await click.post(unknown_action)).body == echoing(unknown_action, -3, "Action not found")
     cancelled = (await click.prepare("11")).body["merchant_prepare_id"]
     failed = await click.complete(cancelled, "12", error="-1")
     assert failed.body == step(code, 12, -9, "Transaction cancelled", None, complete=True)

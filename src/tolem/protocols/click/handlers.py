@@ -1,8 +1,9 @@
 """The Click adapter: Prepare reserves, Complete credits (or voids) exactly once.
 
-Order of work for every request, so that a refused caller leaves no trace but a log line:
-IP allow-list, readable form, service id, signature (all before any lookup); then the action,
-the fields, and only then the core. Both steps arrive at the same URL and differ by `action`.
+Order of work for every request, so that a refused caller leaves no trace but a log line (and
+its journal row): readable form, IP allow-list, service id, signature (all before any lookup);
+then the action, the fields, and only then the core. Both steps arrive at the same URL and
+differ by `action`. A refusal echoes the ids the form carried.
 """
 
 from typing import Any, Final
@@ -16,7 +17,7 @@ from tolem.core.codes import MAX_CODE_LENGTH, mask, normalize
 from tolem.core.model import PayCommand, PaymentResult, PaymentState, Protocol, Provider
 from tolem.core.money import AmountError, parse_amount
 from tolem.core.service import PaymentService
-from tolem.protocols.auth import client_ip, ip_allowed
+from tolem.protocols.auth import address_refusal
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.click import auth, wire
 from tolem.protocols.click.codes import ACCOUNT_BLOCKED_NOTE, ClickError
@@ -64,25 +65,35 @@ class ClickAdapter(ProtocolAdapter):
         log_line: dict[str, Any],
     ) -> web.StreamResponse:
         log_line["command"] = "unknown"
-        if not ip_allowed(provider, client_ip(request, context.settings.trusted_proxies)):
-            return _refused(log_line, ClickError.SIGN_CHECK_FAILED, "ip not allowed")
+        address_refused = address_refusal(request, provider, context.settings.trusted_proxies)
+        # The form is read even from a refused address, only so that the refusal can echo the
+        # ids Click needs to match it; nothing in it goes further than the answer.
         try:
             params = await wire.read_params(request)
-            log_line["command"] = wire.command_name(params.get("action"))
+        except (WireError, web.HTTPRequestEntityTooLarge) as exc:
+            if address_refused is not None:
+                return _refused(log_line, None, ClickError.SIGN_CHECK_FAILED, "ip not allowed")
+            if isinstance(exc, WireError):
+                return _refused(log_line, None, exc.code, exc.reason)
+            raise
+        log_line["command"] = wire.command_name(params.get("action"))
+        if address_refused is not None:
+            return _refused(log_line, params, ClickError.SIGN_CHECK_FAILED, "ip not allowed")
+        try:
             if provider.secret is None or provider.service_id is None:
                 _log.warning("click_provider_without_secret", provider=provider.name)
-                return _refused(log_line, ClickError.SIGN_CHECK_FAILED, "provider not configured")
+                return _refused(log_line, params, ClickError.SIGN_CHECK_FAILED, "provider not configured")
             if "service_id" not in params:
-                return _refused(log_line, ClickError.BAD_REQUEST, "missing service_id")
+                return _refused(log_line, params, ClickError.BAD_REQUEST, "missing service_id")
             if not auth.service_matches(provider, params["service_id"]):
-                return _refused(log_line, ClickError.SIGN_CHECK_FAILED, "wrong service_id")
+                return _refused(log_line, params, ClickError.SIGN_CHECK_FAILED, "wrong service_id")
             wire.require_signed(params)
             if not auth.signature_matches(provider, params):
-                return _refused(log_line, ClickError.SIGN_CHECK_FAILED, "bad signature")
+                return _refused(log_line, params, ClickError.SIGN_CHECK_FAILED, "bad signature")
             zone = ZoneInfo(provider.timezone or context.settings.timezone)
             click = wire.parse_request(params, zone)
         except WireError as exc:
-            return _refused(log_line, exc.code, exc.reason)
+            return _refused(log_line, params, exc.code, exc.reason)
 
         code = normalize(click.merchant_trans_id)
         log_line.update(
@@ -100,9 +111,11 @@ class ClickAdapter(ProtocolAdapter):
             return temporary_answer()
 
 
-def _refused(log_line: dict[str, Any], code: ClickError, reason: str) -> web.Response:
+def _refused(
+    log_line: dict[str, Any], params: dict[str, str] | None, code: ClickError, reason: str
+) -> web.Response:
     log_line.update(result=str(int(code)), refusal=reason)
-    return wire.refusal(code)
+    return wire.refusal(code, params)
 
 
 def _done(

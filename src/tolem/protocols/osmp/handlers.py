@@ -17,7 +17,7 @@ from tolem.core.codes import MAX_CODE_LENGTH, mask, mask_name, normalize
 from tolem.core.model import PayCommand, Payment, PaymentState, Protocol, Provider
 from tolem.core.service import PaymentService
 from tolem.core.values import frozen
-from tolem.protocols.auth import admitted
+from tolem.protocols.auth import refusal
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.osmp import codes, wire
 from tolem.protocols.osmp.codes import Result
@@ -69,7 +69,7 @@ class OsmpAdapter(ProtocolAdapter):
         log_line: dict[str, Any],
     ) -> web.StreamResponse:
         log_line["command"] = "unparsed"
-        if not await admitted(request, provider, context.settings.trusted_proxies):
+        if await refusal(request, provider, context.settings.trusted_proxies) is not None:
             log_line.update(command="refused", result="forbidden")
             return _forbidden()
         txn_id: str | None = None
