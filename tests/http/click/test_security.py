@@ -6,32 +6,32 @@ from typing import Any
 import pytest
 
 from tests.conftest import Factory
-from tests.http.click.conftest import SECRET, SERVICE_ID, ClickSide, ClickWorld, sign, sign_failed
+from tests.http.click.conftest import SECRET, SERVICE_ID, ClickSide, ClickWorld, echoing, sign, sign_failed
 from tests.security import assert_no_secrets, captured_logs, spy_on_store
 from tolem.app import create_app
 from tolem.settings import Settings
 
 
 @pytest.mark.parametrize(
-    "override",
+    ("override", "error", "note"),
     [
-        {"sign_string": "0" * 32},
-        {"sign_string": ""},
-        {"service_id": "1"},
-        {"amount": "999"},
+        ({"sign_string": "0" * 32}, -1, "SIGN CHECK FAILED!"),
+        ({"sign_string": ""}, -1, "SIGN CHECK FAILED!"),
+        ({"service_id": "1"}, -8, "Incorrect parameter service_id"),
+        ({"amount": "999"}, -1, "SIGN CHECK FAILED!"),
     ],
 )
 async def test_bad_signature_never_reaches_the_store(
-    world: ClickWorld, monkeypatch: pytest.MonkeyPatch, override: dict[str, str]
+    world: ClickWorld, monkeypatch: pytest.MonkeyPatch, override: dict[str, str], error: int, note: str
 ) -> None:
-    """A forged or altered Prepare and Complete: -1 echoing click_trans_id, merchant_trans_id
-    (and merchant_prepare_id on Complete), and not one store call."""
+    """A forged or altered Prepare and Complete (-1, or -8 for another service id) echoing
+    click_trans_id, merchant_trans_id (and merchant_prepare_id on Complete): not one store call."""
     calls = spy_on_store(monkeypatch)
     prepare = world.click.prepare_fields() | override
     complete = world.click.complete_fields(77, "2001") | override
     for fields in (prepare, complete):
         reply = await world.click.post(fields)
-        assert (reply.status, reply.body) == (200, sign_failed(fields))
+        assert (reply.status, reply.body) == (200, echoing(fields, error, note))
     assert reply.body["merchant_prepare_id"] == 77
     assert (reply.body["click_trans_id"], reply.body["merchant_trans_id"]) == (2001, world.code)
     assert calls == []

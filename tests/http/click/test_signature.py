@@ -10,6 +10,7 @@ from tests.http.click.conftest import (
     ClickSide,
     ClickWorld,
     ClientMaker,
+    echoing,
     md5_of,
     ok_complete,
     ok_prepare,
@@ -115,10 +116,11 @@ class TestOverHttp:
         assert await world.money() == (0, 1, 0)
 
     async def test_wrong_service_id_is_refused_even_when_signed(self, world: ClickWorld) -> None:
-        """A request for another service id is refused -1 although its signature is right."""
+        """A correctly signed request for another service id is refused -8 with a note naming
+        service_id, never as a failed signature."""
         fields = world.click.prepare_fields(service_id="99999")
         reply = await world.click.post(fields)
-        assert reply.body == sign_failed(fields)
+        assert reply.body == echoing(fields, -8, "Incorrect parameter service_id")
         assert await world.money() == (0, 0, 0)
 
     async def test_wrong_secret_is_refused(self, world: ClickWorld) -> None:

@@ -20,7 +20,7 @@ from tolem.core.service import PaymentService
 from tolem.protocols.auth import address_refusal
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.click import auth, wire
-from tolem.protocols.click.codes import ACCOUNT_BLOCKED_NOTE, ClickError
+from tolem.protocols.click.codes import ACCOUNT_BLOCKED_NOTE, WRONG_SERVICE_NOTE, ClickError
 from tolem.protocols.click.wire import Action, ClickRequest, WireError
 
 _log = structlog.get_logger("tolem.click")
@@ -72,13 +72,13 @@ class ClickAdapter(ProtocolAdapter):
             params = await wire.read_params(request)
         except (WireError, web.HTTPRequestEntityTooLarge) as exc:
             if address_refused is not None:
-                return _refused(log_line, None, ClickError.SIGN_CHECK_FAILED, "ip not allowed")
+                return _refused(log_line, None, ClickError.SIGN_CHECK_FAILED, address_refused)
             if isinstance(exc, WireError):
                 return _refused(log_line, None, exc.code, exc.reason)
             raise
-        log_line["command"] = wire.command_name(params.get("action"))
+        _note_asked(log_line, params)
         if address_refused is not None:
-            return _refused(log_line, params, ClickError.SIGN_CHECK_FAILED, "ip not allowed")
+            return _refused(log_line, params, ClickError.SIGN_CHECK_FAILED, address_refused)
         try:
             if provider.secret is None or provider.service_id is None:
                 _log.warning("click_provider_without_secret", provider=provider.name)
@@ -86,7 +86,11 @@ class ClickAdapter(ProtocolAdapter):
             if "service_id" not in params:
                 return _refused(log_line, params, ClickError.BAD_REQUEST, "missing service_id")
             if not auth.service_matches(provider, params["service_id"]):
-                return _refused(log_line, params, ClickError.SIGN_CHECK_FAILED, "wrong service_id")
+                # Not -1: the request may be genuinely signed, only for another service. Click's
+                # -8 is its code for a request it got wrong; the note says which field.
+                return _refused(
+                    log_line, params, ClickError.BAD_REQUEST, "wrong service id", note=WRONG_SERVICE_NOTE
+                )
             wire.require_signed(params)
             if not auth.signature_matches(provider, params):
                 return _refused(log_line, params, ClickError.SIGN_CHECK_FAILED, "bad signature")
@@ -95,13 +99,7 @@ class ClickAdapter(ProtocolAdapter):
         except WireError as exc:
             return _refused(log_line, params, exc.code, exc.reason)
 
-        code = normalize(click.merchant_trans_id)
-        log_line.update(
-            txn=click.external_id,
-            code=mask(code) if len(code) <= MAX_CODE_LENGTH else "(too long)",
-            click_paydoc_id=click.click_paydoc_id,
-            click_error=click.status,
-        )
+        log_line.update(click_paydoc_id=click.click_paydoc_id, click_error=click.status)
         try:
             if click.action is Action.PREPARE:
                 return await _prepare(context.service, provider, click, log_line)
@@ -111,11 +109,28 @@ class ClickAdapter(ProtocolAdapter):
             return temporary_answer()
 
 
+def _note_asked(log_line: dict[str, Any], params: dict[str, str]) -> None:
+    """Step, transaction id and masked code for the log line and the journal, from the raw
+    form: a refused request is recorded with what it asked, though nothing of it is acted on."""
+    log_line["command"] = wire.command_name(params.get("action"))
+    click_trans_id = wire.readable_id(params.get("click_trans_id"))
+    if click_trans_id is not None:
+        log_line["txn"] = str(click_trans_id)
+    if "merchant_trans_id" in params:
+        code = normalize(params["merchant_trans_id"])
+        log_line["code"] = mask(code) if len(code) <= MAX_CODE_LENGTH else "(too long)"
+
+
 def _refused(
-    log_line: dict[str, Any], params: dict[str, str] | None, code: ClickError, reason: str
+    log_line: dict[str, Any],
+    params: dict[str, str] | None,
+    code: ClickError,
+    reason: str,
+    *,
+    note: str | None = None,
 ) -> web.Response:
     log_line.update(result=str(int(code)), refusal=reason)
-    return wire.refusal(code, params)
+    return wire.refusal(code, params, note=note)
 
 
 def _done(

@@ -209,7 +209,8 @@ def _json(payload: dict[str, object], status: int = 200) -> web.Response:
     )
 
 
-def _echo_id(text: str | None) -> int | None:
+def readable_id(text: str | None) -> int | None:
+    """The id in a raw field when it is one Click could have issued (else None), unauthenticated."""
     if text is None or not _ID_RE.fullmatch(text) or int(text) > BIGINT_MAX:
         return None
     return int(text)
@@ -227,13 +228,13 @@ def refusal(
     """
     payload: dict[str, object] = {}
     if params is not None:
-        click_trans_id = _echo_id(params.get("click_trans_id"))
+        click_trans_id = readable_id(params.get("click_trans_id"))
         if click_trans_id is not None:
             payload["click_trans_id"] = click_trans_id
         merchant_trans_id = params.get("merchant_trans_id")
         if merchant_trans_id is not None and len(merchant_trans_id) <= MAX_ECHO:
             payload["merchant_trans_id"] = merchant_trans_id
-        prepare_id = _echo_id(params.get(PREPARE_ID))
+        prepare_id = readable_id(params.get(PREPARE_ID))
         if params.get("action") == Action.COMPLETE.value and prepare_id is not None:
             payload[PREPARE_ID] = prepare_id
     payload |= {"error": int(code), "error_note": note or NOTES[code]}

@@ -126,7 +126,7 @@ class PaymeAdapter(ProtocolAdapter):
             request, provider, context.settings.trusted_proxies, default_login=DEFAULT_LOGIN
         )
         if refused is not None:
-            return await self._refuse(request, log_line)
+            return await self._refuse(request, log_line, refused)
         if request.method != "POST":
             return self._fail(log_line, None, codes.not_post())
         request_id: wire.RequestId = None
@@ -156,18 +156,25 @@ class PaymeAdapter(ProtocolAdapter):
         log_line["result"] = "ok"
         return _respond(request_id, "result", result)
 
-    async def _refuse(self, request: web.Request, log_line: dict[str, Any]) -> web.Response:
+    async def _refuse(self, request: web.Request, log_line: dict[str, Any], reason: str) -> web.Response:
         """-32504, echoing the request's id so that Payme can match the answer to its call.
 
-        The body (bounded by the gateway's size limit) is read for that id and nothing else:
-        no method runs, nothing reaches the store.
+        The body (bounded by the gateway's size limit) is read for that id, and for the method,
+        transaction id and masked code the journal records with the reason; no method runs,
+        nothing reaches the store.
         """
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             body = b""
         seen = wire.glimpse(body)
-        log_line["command"] = "refused"
+        # Never the raw name: it labels metrics.
+        log_line["command"] = seen.method if seen.method in self._methods else "unknown"
+        if seen.txn is not None:
+            log_line["txn"] = seen.txn
+        if seen.code is not None:
+            log_line["code"] = mask(normalize(seen.code))
+        log_line["refusal"] = reason
         return self._fail(log_line, seen.request_id, codes.insufficient_privilege())
 
     def temporary_error(self, request: web.Request, provider: Provider) -> web.StreamResponse:
