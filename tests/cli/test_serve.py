@@ -1,51 +1,14 @@
 """The service as a process: `tolem serve` with workers, and the private database default."""
 
-import asyncio
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
+from tests.cli.conftest import clean_env, free_port, wait_ready
 from tests.conftest import Factory
-from tolem.db.embedded import stop_cluster
-
-
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any TOLEM_ setting, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLEM_")}
-    env.update(extra)
-    return env
-
-
-async def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
-    """Polls until the URL answers 200, failing early if the process died."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    async with aiohttp.ClientSession() as session:
-        while asyncio.get_running_loop().time() < deadline:
-            assert process.poll() is None, "server exited"
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} not ready in {seconds}s")
 
 
 async def test_serve_with_two_workers(database_url: str) -> None:
@@ -110,18 +73,6 @@ async def test_served_process_never_logs_a_whole_code(database_url: str, factory
     assert output.count('"command":"pay"') == 2
     assert code[-4:] in output
     assert code not in output
-
-
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A data directory the postgres user can reach (pytest's tmp_path is private to root)."""
-    base = Path(tempfile.mkdtemp(prefix="tolem-private-"))
-    os.chmod(base, 0o755)  # noqa: S103 - the cluster's owner must be able to enter it
-    try:
-        yield base / ".tolem"
-    finally:
-        stop_cluster(base / ".tolem" / "pgdata", mode="immediate")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_private_cluster_started_and_reused(data_dir: Path) -> None:

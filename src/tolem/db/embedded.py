@@ -3,10 +3,16 @@
 It is started from the PostgreSQL server binaries on the machine (or, failing that, from the
 optional `pgserver` wheel) and left running, so the next command reuses it. PostgreSQL refuses
 to run as root; as root the cluster is owned by and run as the `postgres` user.
+
+The cluster listens on one loopback port for its whole life, chosen when it is first started and
+kept in the file `port` beside its data directory: a running `tolem serve` holds that address in
+its pool and reconnects to it after the cluster restarts, which a new port on every start
+would make impossible.
 """
 
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -15,7 +21,11 @@ from pathlib import Path
 from typing import Final
 
 DATABASE_NAME: Final = "tolem"
+PORT_FILE: Final = "port"
 _UNPRIVILEGED_USER: Final = "postgres"
+# Below Linux's default range for outgoing connections' local ports (32768-60999), so that no
+# client connection made between two starts can be holding the cluster's port.
+_PORT_RANGE: Final = range(20000, 32768)
 
 
 class EmbeddedUnavailable(RuntimeError):
@@ -53,10 +63,44 @@ def find_bin_dir() -> Path | None:
     return None
 
 
-def _free_port() -> int:
+def _port_free(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:`port` now.
+
+    SO_REUSEADDR as PostgreSQL sets it, so that connections of the cluster's previous run still
+    in TIME_WAIT do not count as the port being taken; a listening socket still does.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _choose_port() -> int:
+    for _ in range(100):
+        port = random.randrange(_PORT_RANGE.start, _PORT_RANGE.stop)  # noqa: S311 - not a secret
+        if _port_free(port):
+            return port
+    raise EmbeddedUnavailable(
+        f"no free loopback port in {_PORT_RANGE.start}-{_PORT_RANGE.stop - 1} for the private cluster",
+    )
+
+
+def stored_port(base_dir: Path) -> int | None:
+    """The cluster's port as recorded beside its data directory, if it has one."""
+    try:
+        return int((base_dir / PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _store_port(base_dir: Path, port: int) -> None:
+    """Records the port; written whole (a temporary file renamed) so a reader never sees half."""
+    temporary = base_dir / f"{PORT_FILE}.new"
+    temporary.write_text(f"{port}\n")
+    temporary.replace(base_dir / PORT_FILE)
 
 
 def _run_as() -> str | None:
@@ -97,7 +141,7 @@ def _cmd(args: list[str], user: str | None) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _running_port(data_dir: Path) -> int | None:
+def running_port(data_dir: Path) -> int | None:
     """Port of a live server on this data directory (postmaster.pid line 4), if any."""
     pid_file = data_dir / "postmaster.pid"
     try:
@@ -125,8 +169,11 @@ def ensure_cluster(
     log_file = base_dir / "postgres.log"
     if user is not None:
         _hand_over(base_dir, user)
-    port = _running_port(data_dir)
-    if port is None:
+    port = running_port(data_dir)
+    if port is not None:
+        if stored_port(base_dir) is None:
+            _store_port(base_dir, port)
+    else:
         if not (data_dir / "PG_VERSION").exists():
             done = _cmd(
                 [
@@ -144,7 +191,7 @@ def ensure_cluster(
             )
             if done.returncode != 0:
                 raise EmbeddedUnavailable(f"initdb failed: {done.stderr.strip()[-500:]}")
-        port = _free_port()
+        port = _cluster_port(base_dir)
         server_options = " ".join(
             ["-p", str(port), "-c", "listen_addresses=127.0.0.1", "-k", str(data_dir), *options],
         )
@@ -166,12 +213,27 @@ def ensure_cluster(
         )
         if done.returncode != 0:
             raise EmbeddedUnavailable(
-                f"PostgreSQL did not start (see {log_file}): {done.stderr.strip()[-300:]}",
+                f"PostgreSQL did not start on port {port} (see {log_file}): {done.stderr.strip()[-300:]}",
             )
     cluster = Cluster(data_dir=data_dir, port=port, log_file=log_file)
     if create_database:
         _create_database(bin_dir, cluster, user)
     return cluster
+
+
+def _cluster_port(base_dir: Path) -> int:
+    """The port recorded for this cluster (chosen and recorded on its first start), if free."""
+    port = stored_port(base_dir)
+    if port is None:
+        port = _choose_port()
+        _store_port(base_dir, port)
+    if not _port_free(port):
+        raise EmbeddedUnavailable(
+            f"port {port} of the private cluster in {base_dir} is in use by another program; "
+            f"stop that program, or write another free port into {base_dir / PORT_FILE} "
+            "(servers already running against this cluster must then be restarted)",
+        )
+    return port
 
 
 def _pgserver_cluster(base_dir: Path) -> Cluster:
