@@ -1,5 +1,6 @@
 """The service as a process: `tolem serve` with workers, and the private database default."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,8 +12,41 @@ from tests.cli.conftest import clean_env, free_port, wait_ready
 from tests.conftest import Factory
 
 
+def listening_holders(port: int) -> dict[int, int]:
+    """Process id -> how many descriptors it holds of the loopback socket listening on `port`."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+            inodes.add(f"socket:[{fields[9]}]")
+    assert len(inodes) == 1, inodes
+    holders: dict[int, int] = {}
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            held = sum(1 for fd in fd_dir.iterdir() if os.readlink(fd) in inodes)
+        except OSError:  # a process that ended meanwhile, or one we may not look into
+            continue
+        if held:
+            holders[int(fd_dir.parent.name)] = held
+    return holders
+
+
+def children(pid: int) -> set[int]:
+    """Process ids whose parent is `pid`."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError):
+            continue
+        if ppid == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
 async def test_serve_with_two_workers(database_url: str) -> None:
-    """Two worker processes share one port, answer /readyz, and stop cleanly on SIGTERM."""
+    """Two worker processes accept from one listening socket (the parent bound it and holds it
+    no longer), answer /readyz, and stop cleanly on SIGTERM."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tolem", "serve", "--port", str(port), "--workers", "2"],
@@ -22,6 +56,9 @@ async def test_serve_with_two_workers(database_url: str) -> None:
     )
     try:
         await wait_ready(f"http://127.0.0.1:{port}/readyz", process)
+        holders = listening_holders(port)
+        assert len(holders) == 2, holders
+        assert set(holders) <= children(process.pid)
         async with aiohttp.ClientSession() as session:
             statuses = []
             for _ in range(20):
@@ -102,3 +139,46 @@ def test_private_cluster_started_and_reused(data_dir: Path) -> None:
     assert '"payment_code": "00' in second.stdout
     pid_after = (data_dir / "pgdata" / "postmaster.pid").read_text().splitlines()[0]
     assert pid_before == pid_after
+
+
+async def test_a_second_instance_on_a_served_port_is_refused(database_url: str) -> None:
+    """While one `tolem serve --workers 2` holds a port, another instance on that port, with one
+    worker or several, exits non-zero naming --port and TOLEM_PORT (no traceback), and the first
+    keeps answering."""
+    port = free_port()
+    env = clean_env(TOLEM_DATABASE_URL=database_url, TOLEM_LOG_FORMAT="json")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tolem", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}/readyz", first)
+        for workers in ("2", "1"):
+            second = subprocess.Popen(
+                [sys.executable, "-m", "tolem", "serve", "--port", str(port), "--workers", workers],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its workers, if it starts any, go with it
+            )
+            try:
+                _, err = second.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(second.pid, signal.SIGKILL)
+                second.communicate()
+                raise AssertionError(f"a second instance with {workers} worker(s) kept running") from None
+            message = err.decode()
+            assert second.returncode not in (0, None), message
+            assert f"127.0.0.1:{port}" in message
+            assert "--port" in message
+            assert "TOLEM_PORT" in message
+            assert "Traceback" not in message
+        ready = f"http://127.0.0.1:{port}/readyz"
+        async with aiohttp.ClientSession() as session, session.get(ready) as response:
+            assert response.status == 200
+        assert first.poll() is None
+    finally:
+        first.terminate()
+        first.communicate(timeout=15)

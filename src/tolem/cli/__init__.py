@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"tolem: error: configuration: {_config_problem(exc)}", file=sys.stderr)
         return 2
-    except (DatabaseUnreachable, EmbeddedUnavailable, migrate_db.MigrationError) as exc:
+    except (DatabaseUnreachable, EmbeddedUnavailable, migrate_db.MigrationError, serve.ListenError) as exc:
         print(f"tolem: error: {exc}", file=sys.stderr)
         return 1
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
