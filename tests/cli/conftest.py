@@ -95,7 +95,7 @@ def data_dir() -> Iterator[Path]:
     base = Path(tempfile.mkdtemp(prefix="tolem-private-"))
     os.chmod(base, 0o755)  # noqa: S103 - the cluster's owner must be able to enter it
     try:
-        yield base / ".tolem"
+        yield base / "tolem"
     finally:
-        stop_cluster(base / ".tolem" / "pgdata", mode="immediate")
+        stop_cluster(base / "tolem" / "pgdata", mode="immediate")
         shutil.rmtree(base, ignore_errors=True)
