@@ -179,10 +179,20 @@ _stdlib_handler: logging.Handler | None = None
 def _fold_pool_reconnects(record: logging.LogRecord) -> bool:
     """asyncpg's pool logs a warning with a traceback on every failed reconnect while the
     database is down; that is one more report of the same outage."""
-    if record.name == "asyncpg.pool" and record.exc_info and record.exc_info[1] is not None:
-        OUTAGE.failed("pool", record.exc_info[1])
+    outage = _pool_outage
+    if outage is not None and record.name == "asyncpg.pool" and record.exc_info and record.exc_info[1]:
+        outage.failed("pool", record.exc_info[1])
         return False
     return True
+
+
+_pool_outage: "Outage | None" = None
+
+
+def report_pool_outages(outage: "Outage | None") -> None:
+    """Folds asyncpg's reconnect warnings into `outage` (the serving application's), or stops."""
+    global _pool_outage  # noqa: PLW0603 - asyncpg logs through one process-wide logger
+    _pool_outage = outage
 
 
 class Outage:
@@ -223,7 +233,6 @@ class Outage:
 
 # Long enough that an outage of minutes is a handful of lines, short enough to show it lasts.
 OUTAGE_REPORT_SECONDS: Final = 10.0
-OUTAGE: Final = Outage(OUTAGE_REPORT_SECONDS)
 
 
 def write_held_lines() -> None:

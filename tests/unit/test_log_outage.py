@@ -53,11 +53,14 @@ def test_pool_reconnect_failures_fold_into_one_outage_line(
     monkeypatch: pytest.MonkeyPatch, stream: io.TextIOWrapper
 ) -> None:
     """asyncpg's reconnect warnings during an outage become database_unavailable, once per interval."""
-    monkeypatch.setattr(log, "OUTAGE", log.Outage(interval=3600))
     _configure(monkeypatch, stream)
-    pool_log = logging.getLogger("asyncpg.pool")
-    for _ in range(50):
-        pool_log.warning("Failed to restore the pool connection floor", exc_info=ConnectionRefusedError())
+    log.report_pool_outages(log.Outage(interval=3600))
+    try:
+        pool_log = logging.getLogger("asyncpg.pool")
+        for _ in range(50):
+            pool_log.warning("Failed to restore the pool connection floor", exc_info=ConnectionRefusedError())
+    finally:
+        log.report_pool_outages(None)
     lines = _lines(stream)
     assert [line["event"] for line in lines] == ["database_unavailable"]
     assert lines[0]["source"] == "pool"
