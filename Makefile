@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed  ## create .venv with tolem and its dev tools
 
-run: install  ## migrate, then serve with the Payme sweep beside it (a private PostgreSQL unless TOLEM_DATABASE_URL is set)
+run: install  ## migrate, then serve with the Payme sweep beside it (unless TOLEM_DATABASE_URL is set, a private PostgreSQL per user: `tolem db status` says where)
 	$(BIN)/tolem migrate
 	$(BIN)/tolem sweep & sweep=$$!; trap 'kill $$sweep 2>/dev/null' EXIT INT TERM; $(BIN)/tolem serve
 

@@ -32,8 +32,9 @@ class Settings(BaseSettings):
     pool_size: int = Field(default=8, ge=1, le=200)
     # How stale a provider's configuration may be in a running process (disable, limits).
     provider_cache_seconds: float = Field(default=2.0, ge=0)
-    # Where the private cluster lives when no database URL is given.
-    data_dir: str = ".tolem"
+    # Where the private cluster lives when no database URL is given; unset, a place per user
+    # (tolem.db.embedded.default_data_dir), never one per working directory.
+    data_dir: str | None = None
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

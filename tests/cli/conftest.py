@@ -2,12 +2,21 @@
 
 import asyncio
 import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import structlog
+
+from tolem.db.embedded import stop_cluster
 
 
 @dataclass
@@ -48,3 +57,45 @@ def cli(database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
         return Run(code, captured.out, captured.err)
 
     return run
+
+
+def free_port() -> int:
+    """An unused loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any TOLEM_ setting, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLEM_")}
+    env.update(extra)
+    return env
+
+
+async def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
+    """Polls until the URL answers 200, failing early if the process died."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    async with aiohttp.ClientSession() as session:
+        while asyncio.get_running_loop().time() < deadline:
+            assert process.poll() is None, "server exited"
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{url} not ready in {seconds}s")
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A data directory the postgres user can reach (pytest's tmp_path is private to root)."""
+    base = Path(tempfile.mkdtemp(prefix="tolem-private-"))
+    os.chmod(base, 0o755)  # noqa: S103 - the cluster's owner must be able to enter it
+    try:
+        yield base / "tolem"
+    finally:
+        stop_cluster(base / "tolem" / "pgdata", mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)

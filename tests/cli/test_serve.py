@@ -1,55 +1,52 @@
 """The service as a process: `tolem serve` with workers, and the private database default."""
 
-import asyncio
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
+from tests.cli.conftest import clean_env, free_port, wait_ready
 from tests.conftest import Factory
-from tolem.db.embedded import stop_cluster
 
 
-def free_port() -> int:
-    """An unused loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def listening_holders(port: int) -> dict[int, int]:
+    """Process id -> how many descriptors it holds of the loopback socket listening on `port`."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":
+            inodes.add(f"socket:[{fields[9]}]")
+    assert len(inodes) == 1, inodes
+    holders: dict[int, int] = {}
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            held = sum(1 for fd in fd_dir.iterdir() if os.readlink(fd) in inodes)
+        except OSError:  # a process that ended meanwhile, or one we may not look into
+            continue
+        if held:
+            holders[int(fd_dir.parent.name)] = held
+    return holders
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any TOLEM_ setting, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLEM_")}
-    env.update(extra)
-    return env
-
-
-async def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
-    """Polls until the URL answers 200, failing early if the process died."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    async with aiohttp.ClientSession() as session:
-        while asyncio.get_running_loop().time() < deadline:
-            assert process.poll() is None, "server exited"
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{url} not ready in {seconds}s")
+def children(pid: int) -> set[int]:
+    """Process ids whose parent is `pid`."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError):
+            continue
+        if ppid == pid:
+            found.add(int(stat.parent.name))
+    return found
 
 
 async def test_serve_with_two_workers(database_url: str) -> None:
-    """Two worker processes share one port, answer /readyz, and stop cleanly on SIGTERM."""
+    """Two worker processes accept from one listening socket (the parent bound it and holds it
+    no longer), answer /readyz, and stop cleanly on SIGTERM."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tolem", "serve", "--port", str(port), "--workers", "2"],
@@ -59,6 +56,9 @@ async def test_serve_with_two_workers(database_url: str) -> None:
     )
     try:
         await wait_ready(f"http://127.0.0.1:{port}/readyz", process)
+        holders = listening_holders(port)
+        assert len(holders) == 2, holders
+        assert set(holders) <= children(process.pid)
         async with aiohttp.ClientSession() as session:
             statuses = []
             for _ in range(20):
@@ -112,18 +112,6 @@ async def test_served_process_never_logs_a_whole_code(database_url: str, factory
     assert code not in output
 
 
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    """A data directory the postgres user can reach (pytest's tmp_path is private to root)."""
-    base = Path(tempfile.mkdtemp(prefix="tolem-private-"))
-    os.chmod(base, 0o755)  # noqa: S103 - the cluster's owner must be able to enter it
-    try:
-        yield base / ".tolem"
-    finally:
-        stop_cluster(base / ".tolem" / "pgdata", mode="immediate")
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def test_private_cluster_started_and_reused(data_dir: Path) -> None:
     """Without TOLEM_DATABASE_URL, commands start a private cluster once and reuse it."""
     env = clean_env(TOLEM_DATA_DIR=str(data_dir), TOLEM_LOG_FORMAT="json")
@@ -151,3 +139,46 @@ def test_private_cluster_started_and_reused(data_dir: Path) -> None:
     assert '"payment_code": "00' in second.stdout
     pid_after = (data_dir / "pgdata" / "postmaster.pid").read_text().splitlines()[0]
     assert pid_before == pid_after
+
+
+async def test_a_second_instance_on_a_served_port_is_refused(database_url: str) -> None:
+    """While one `tolem serve --workers 2` holds a port, another instance on that port, with one
+    worker or several, exits non-zero naming --port and TOLEM_PORT (no traceback), and the first
+    keeps answering."""
+    port = free_port()
+    env = clean_env(TOLEM_DATABASE_URL=database_url, TOLEM_LOG_FORMAT="json")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tolem", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}/readyz", first)
+        for workers in ("2", "1"):
+            second = subprocess.Popen(
+                [sys.executable, "-m", "tolem", "serve", "--port", str(port), "--workers", workers],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its workers, if it starts any, go with it
+            )
+            try:
+                _, err = second.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(second.pid, signal.SIGKILL)
+                second.communicate()
+                raise AssertionError(f"a second instance with {workers} worker(s) kept running") from None
+            message = err.decode()
+            assert second.returncode not in (0, None), message
+            assert f"127.0.0.1:{port}" in message
+            assert "--port" in message
+            assert "TOLEM_PORT" in message
+            assert "Traceback" not in message
+        ready = f"http://127.0.0.1:{port}/readyz"
+        async with aiohttp.ClientSession() as session, session.get(ready) as response:
+            assert response.status == 200
+        assert first.poll() is None
+    finally:
+        first.terminate()
+        first.communicate(timeout=15)

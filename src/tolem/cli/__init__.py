@@ -10,7 +10,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from tolem import __version__
-from tolem.cli import accounts, journal, ledger, providers, serve, sweep
+from tolem.cli import accounts, db, journal, ledger, providers, serve, sweep
 from tolem.cli.common import Command, DatabaseUnreachable, Parser, Register, UsageError
 from tolem.database import resolve_database
 from tolem.db import migrate as migrate_db
@@ -26,6 +26,7 @@ COMMANDS: Final[tuple[Register, ...]] = (
     accounts.register,
     journal.register,
     sweep.register,
+    db.register,
 )
 # Services that run until stopped: their log is their output, on stdout.
 _LONG_RUNNING: Final = frozenset({"serve", "sweep"})
@@ -71,7 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=settings.log_level,
             to_stderr=args.command not in _LONG_RUNNING,
         )
-        settings = resolve_database(settings)
+        # Which commands may create the private cluster ("create"), only use an existing one
+        # ("use": a command run in the wrong place must not set up a new, empty cluster), or
+        # manage it themselves ("none").
+        cluster = getattr(args, "cluster", "use")
+        if cluster != "none":
+            settings = resolve_database(settings, create=cluster == "create")
         if args.command == "serve":
             return serve.serve(settings)
         run: Command = args.run
@@ -82,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"tolem: error: configuration: {_config_problem(exc)}", file=sys.stderr)
         return 2
-    except (DatabaseUnreachable, EmbeddedUnavailable, migrate_db.MigrationError) as exc:
+    except (DatabaseUnreachable, EmbeddedUnavailable, migrate_db.MigrationError, serve.ListenError) as exc:
         print(f"tolem: error: {exc}", file=sys.stderr)
         return 1
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

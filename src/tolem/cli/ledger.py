@@ -41,6 +41,7 @@ def register(commands: Commands, common: Parser) -> None:
     commands.add_parser("audit", parents=[common], help="verify the ledger's invariants").set_defaults(
         run=cmd_audit
     )
+    # The one command that sets up a database, so the one that may create the private cluster.
     commands.add_parser("migrate", parents=[common], help="apply pending migrations").set_defaults(
-        run=cmd_migrate
+        run=cmd_migrate, cluster="create"
     )

@@ -1,18 +1,72 @@
-"""`tolem serve`: the HTTP service, in one process or several sharing the port."""
+"""`tolem serve`: the HTTP service, in one process or several sharing the port.
+
+The listening socket is bound once, here, without SO_REUSEPORT, and the workers inherit it. So
+the kernel itself refuses a second instance on a port already served (with SO_REUSEPORT it would
+share the port with the first and answer part of the traffic with its own, possibly older,
+settings), at the moment of binding, with no window between a check and the bind.
+"""
 
 import asyncio
+import errno
 import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import tempfile
+from collections.abc import Sequence
+from typing import Final
 
 from tolem.cli.common import Commands, Parser, connected
 from tolem.log import configure_logging, write_held_lines
 from tolem.settings import Settings
 
+# As aiohttp's own default: connections waiting to be accepted, shared by all workers.
+_BACKLOG: Final = 128
 
-def _serve_one(settings: Settings, reuse_port: bool) -> None:
+
+class ListenError(Exception):
+    """The address to serve cannot be bound: printed as one line naming the settings."""
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for every address `host` names, as asyncio would bind them.
+
+    SO_REUSEADDR lets a restarted server bind while its predecessor's connections linger in
+    TIME_WAIT; it never lets two listeners share a port.
+    """
+    where = f"{host}:{port}"
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {where}: unknown host (--host or TOLEM_HOST)") from exc
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(addresses):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                # One socket per family, as asyncio binds "::" beside "0.0.0.0".
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(_BACKLOG)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenError(
+                f"cannot listen on {where}: the address is already in use (another tolem serve, "
+                "or another program); stop it, or choose another port with --port or TOLEM_PORT",
+            ) from exc
+        raise ListenError(
+            f"cannot listen on {where}: {exc.strerror or exc} (check --host / TOLEM_HOST and "
+            "--port / TOLEM_PORT)",
+        ) from exc
+    return sockets
+
+
+def _serve_one(settings: Settings, sockets: Sequence[socket.socket]) -> None:
     from aiohttp import web  # noqa: PLC0415 - keeps the other commands' start-up light
 
     from tolem.app import create_app  # noqa: PLC0415
@@ -31,10 +85,8 @@ def _serve_one(settings: Settings, reuse_port: bool) -> None:
     try:
         web.run_app(
             create_app(settings),
-            host=settings.host,
-            port=settings.port,
+            sock=sockets,
             access_log=None,
-            reuse_port=reuse_port,
             print=None,
             loop=loop,
         )
@@ -45,31 +97,35 @@ def _serve_one(settings: Settings, reuse_port: bool) -> None:
 def serve(settings: Settings) -> int:
     """Runs the service until signalled; refuses to start while migrations are pending."""
     asyncio.run(_check_serve(settings))
+    sockets = listen(settings.host, settings.port)
     if settings.workers == 1:
-        _serve_one(settings, reuse_port=False)
+        _serve_one(settings, sockets)
         return 0
-    # Each worker binds the same port with SO_REUSEPORT; the kernel spreads connections.
+    # The workers accept from the same sockets; whichever is free takes the next connection.
     # A scrape of /metrics lands on one worker; a shared directory lets it report them all.
     metrics_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics_dir = tempfile.mkdtemp(prefix="tolem-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        return _run_workers(settings)
+        return _run_workers(settings, sockets)
     finally:
         if metrics_dir is not None:
             del os.environ["PROMETHEUS_MULTIPROC_DIR"]
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _run_workers(settings: Settings) -> int:
+def _run_workers(settings: Settings, sockets: list[socket.socket]) -> int:
     context = multiprocessing.get_context("spawn")
+    # Each worker gets a duplicate of every socket's descriptor when it is spawned.
     workers = [
-        context.Process(target=_serve_one, args=(settings, True), name=f"tolem-worker-{i}")
+        context.Process(target=_serve_one, args=(settings, sockets), name=f"tolem-worker-{i}")
         for i in range(settings.workers)
     ]
     for worker in workers:
         worker.start()
+    for sock in sockets:
+        sock.close()
 
     def _forward(signum: int, _frame: object) -> None:
         for worker in workers:
