@@ -1,5 +1,6 @@
 """The service as a process: `tolem serve` with workers, and the private database default."""
 
+import json
 import os
 import signal
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
+import tolem
 from tests.cli.conftest import clean_env, free_port, wait_ready
 from tests.conftest import Factory
 
@@ -44,9 +46,11 @@ def children(pid: int) -> set[int]:
     return found
 
 
-async def test_serve_with_two_workers(database_url: str) -> None:
+async def test_serve_with_two_workers(database_url: str, factory: Factory) -> None:
     """Two worker processes accept from one listening socket (the parent bound it and holds it
-    no longer), answer /readyz, and stop cleanly on SIGTERM."""
+    no longer), answer /readyz, and stop cleanly on SIGTERM; the instance says once what it
+    serves (version, address, workers, database, providers) and once that it stopped."""
+    await factory.provider("kiosk", protocol="osmp")
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "tolem", "serve", "--port", str(port), "--workers", "2"],
@@ -69,6 +73,14 @@ async def test_serve_with_two_workers(database_url: str) -> None:
         out, err = process.communicate(timeout=15)
         assert process.returncode == 0, err.decode()
         assert out.decode().count('"event":"request"') >= 20
+        events = [json.loads(line) for line in out.decode().splitlines()]
+        [serving] = [e for e in events if e["event"] == "serving"]
+        assert serving["version"] == tolem.__version__
+        assert serving["listen"] == [f"127.0.0.1:{port}"]
+        assert serving["workers"] == 2
+        assert serving["database"] == database_url.partition("@")[2]
+        assert serving["providers"] == ["kiosk"]
+        assert [e["exit_status"] for e in events if e["event"] == "stopped"] == [0]
     finally:
         if process.poll() is None:
             process.kill()

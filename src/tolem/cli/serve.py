@@ -17,7 +17,12 @@ import tempfile
 from collections.abc import Sequence
 from typing import Final
 
+import structlog
+
+from tolem import __version__
 from tolem.cli.common import Commands, Parser, connected
+from tolem.db import providers as provider_db
+from tolem.db.pool import dsn_target
 from tolem.log import configure_logging, write_held_lines
 from tolem.settings import Settings
 
@@ -96,8 +101,31 @@ def _serve_one(settings: Settings, sockets: Sequence[socket.socket]) -> None:
 
 def serve(settings: Settings) -> int:
     """Runs the service until signalled; refuses to start while migrations are pending."""
-    asyncio.run(_check_serve(settings))
+    providers = asyncio.run(_check_serve(settings))
     sockets = listen(settings.host, settings.port)
+    assert settings.database_url is not None
+    log = structlog.get_logger("tolem.serve")
+    # One line an operator reads to know what this instance is: no secret in it.
+    log.info(
+        "serving",
+        version=__version__,
+        listen=[_address(sock) for sock in sockets],
+        workers=settings.workers,
+        database=dsn_target(settings.database_url.get_secret_value()),
+        providers=providers,
+    )
+    status = _serve(settings, sockets)
+    log.info("stopped", exit_status=status)
+    write_held_lines()
+    return status
+
+
+def _address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _serve(settings: Settings, sockets: list[socket.socket]) -> int:
     if settings.workers == 1:
         _serve_one(settings, sockets)
         return 0
@@ -139,9 +167,10 @@ def _run_workers(settings: Settings, sockets: list[socket.socket]) -> int:
     return max((w.exitcode or 0) for w in workers)
 
 
-async def _check_serve(settings: Settings) -> None:
-    async with connected(settings):
-        pass
+async def _check_serve(settings: Settings) -> list[str]:
+    """The providers the workers will load; refuses a schema with migrations pending."""
+    async with connected(settings) as conn:
+        return list(await provider_db.load_all(conn))
 
 
 def register(commands: Commands, common: Parser) -> None:
