@@ -272,6 +272,17 @@ class TestGeneral:
         one_error_line(await cli("frobnicate"))
         one_error_line(await cli("account", "create", "--bogus"))
 
+    async def test_json_before_the_command_counts(self, cli: Cli) -> None:
+        """`tolem --json COMMAND` answers JSON, as `tolem COMMAND --json` does."""
+        before = await cli("--json", "provider", "list")
+        after = await cli("provider", "list", "--json")
+        plain = await cli("provider", "list")
+        assert before.code == after.code == plain.code == 0
+        assert before.json() == after.json() == []
+        assert plain.out.strip() == "no providers"
+        nested = await cli("--json", "account", "create", "--email", "j@example.kg", "--name", "J")
+        assert "payment_code" in nested.json()
+
     async def test_bare_command_prints_usage(self, cli: Cli) -> None:
         """`tolem` alone prints the command list on stderr and exits 2; --version names the version."""
         bare = await cli()

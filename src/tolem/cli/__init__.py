@@ -34,9 +34,14 @@ _LONG_RUNNING: Final = frozenset({"serve", "sweep"})
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command tree."""
+    parser = Parser(prog="tolem", description=__doc__)
+    parser.add_argument("--json", action="store_true", help="machine-readable output (any command)")
+    # Every command takes --json too; without a default of its own, so that a --json given
+    # before the command (`tolem --json provider list`) is not reset by the command's parser.
     common = Parser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    parser = Parser(prog="tolem", description=__doc__, parents=[common])
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
     parser.add_argument("--version", action="version", version=f"tolem {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for register in COMMANDS:
