@@ -52,16 +52,21 @@ def private_cluster(settings: Settings, *, create: bool) -> Cluster:
     return ensure_cluster(base, create=create)
 
 
-def resolve_database(settings: Settings, *, create: bool = False) -> Settings:
-    """Settings with database_url filled in, starting or reusing the private cluster if unset."""
+def resolve_database(settings: Settings, *, create: bool = False, verbose: bool = True) -> Settings:
+    """Settings with database_url filled in, starting or reusing the private cluster if unset.
+
+    Says which cluster it uses when `verbose`, and always when it had to start it.
+    """
     if settings.database_url is not None:
         return settings
     cluster = private_cluster(settings, create=create)
     dsn = cluster.dsn()
-    _log.info(
-        "private_database",
-        data_dir=str(cluster.data_dir),
-        dsn=mask_dsn(dsn),
-        note="TOLEM_DATABASE_URL is unset; using the private cluster",
-    )
+    if verbose or cluster.started:
+        _log.info(
+            "private_database",
+            data_dir=str(cluster.data_dir),
+            dsn=mask_dsn(dsn),
+            started=cluster.started,
+            note="TOLEM_DATABASE_URL is unset; using the private cluster",
+        )
     return settings.model_copy(update={"database_url": SecretStr(dsn)})

@@ -310,3 +310,22 @@ def test_a_cluster_in_the_former_place_is_named_not_replaced(tmp_path: Path) -> 
         if default.exists():  # only if the refusal failed and a cluster was made after all
             stop_cluster(default / "pgdata", mode="immediate")
             shutil.rmtree(default, ignore_errors=True)
+
+
+def test_a_command_on_a_running_cluster_says_nothing_unasked(data_dir: Path) -> None:
+    """With the private cluster already running a command prints no diagnostic line; -v names
+    the cluster in one line; a command that had to start the cluster says so in one line."""
+    env = clean_env(TOLEM_DATA_DIR=str(data_dir), TOLEM_LOG_FORMAT="json")
+    assert tolem(env, "migrate").returncode == 0
+    quiet = tolem(env, "provider", "list")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    verbose = tolem(env, "-v", "provider", "list")
+    [line] = verbose.stderr.splitlines()
+    assert json.loads(line)["event"] == "private_database"
+    assert json.loads(line)["started"] is False
+    assert tolem(env, "db", "stop").returncode == 0
+    restarted = tolem(env, "provider", "list")
+    assert restarted.returncode == 0, restarted.stderr
+    [line] = restarted.stderr.splitlines()
+    assert json.loads(line)["started"] is True

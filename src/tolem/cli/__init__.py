@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
     )
     parser.add_argument("--version", action="version", version=f"tolem {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="say which private cluster a command uses (said anyway when it had to start it)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for register in COMMANDS:
         register(commands, common)
@@ -82,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # manage it themselves ("none").
         cluster = getattr(args, "cluster", "use")
         if cluster != "none":
-            settings = resolve_database(settings, create=cluster == "create")
+            verbose = args.verbose or args.command in _LONG_RUNNING
+            settings = resolve_database(settings, create=cluster == "create", verbose=verbose)
         if args.command == "serve":
             return serve.serve(settings)
         run: Command = args.run

@@ -80,6 +80,8 @@ class Cluster:
     port: int
     log_file: Path
     uri: str | None = None
+    # Whether this call started the server (rather than finding it running): worth saying.
+    started: bool = False
 
     def dsn(self, database: str = DATABASE_NAME) -> str:
         """How to reach it: loopback TCP, or pgserver's own socket URI."""
@@ -231,6 +233,7 @@ def ensure_cluster(
     if user is not None:
         _hand_over(base_dir, user)
     port = running_port(data_dir)
+    started = port is None
     if port is not None:
         if stored_port(base_dir) is None:
             _store_port(base_dir, port)
@@ -276,7 +279,7 @@ def ensure_cluster(
             raise EmbeddedUnavailable(
                 f"PostgreSQL did not start on port {port} (see {log_file}): {done.stderr.strip()[-300:]}",
             )
-    cluster = Cluster(data_dir=data_dir, port=port, log_file=log_file)
+    cluster = Cluster(data_dir=data_dir, port=port, log_file=log_file, started=started)
     if create_database:
         _create_database(bin_dir, cluster, user)
     return cluster
