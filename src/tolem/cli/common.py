@@ -15,6 +15,7 @@ import asyncpg
 from tolem.core.codes import CodeShape, classify, normalize
 from tolem.core.money import AmountError, parse_amount
 from tolem.db import migrate as migrate_db
+from tolem.db.ledger import CurrencyMismatch
 from tolem.db.pool import dsn_target
 from tolem.settings import Settings
 
@@ -82,6 +83,14 @@ async def connected(settings: Settings, *, current: bool = True) -> AsyncIterato
         yield conn
     finally:
         await conn.close()
+
+
+def currency_mismatch(exc: CurrencyMismatch, settings: Settings) -> UsageError:
+    """The refusal of a command that would bring a second currency into the database."""
+    return UsageError(
+        f"the database holds {', '.join(exc.held)} but TOLEM_CURRENCY is {settings.currency}: "
+        "tolem never converts between currencies; set TOLEM_CURRENCY to the database's currency"
+    )
 
 
 def amount(text: str) -> int:

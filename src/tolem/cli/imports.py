@@ -9,9 +9,20 @@ from typing import Final
 
 import asyncpg
 
-from tolem.cli.common import EMAIL_RE, MAX_NAME, MAX_SERVICE, Commands, Parser, UsageError, connected, emit
+from tolem.cli.common import (
+    EMAIL_RE,
+    MAX_NAME,
+    MAX_SERVICE,
+    Commands,
+    Parser,
+    UsageError,
+    connected,
+    currency_mismatch,
+    emit,
+)
 from tolem.core.codes import CodeShape, classify, normalize
 from tolem.db import accounts as account_db
+from tolem.db.ledger import CurrencyMismatch, require_currency
 from tolem.settings import Settings
 
 
@@ -99,6 +110,10 @@ async def cmd_account_import(args: argparse.Namespace, settings: Settings) -> in
         raise UsageError(f"CSV header lacks: {', '.join(missing)}")
     report = ImportReport()
     async with connected(settings) as conn:
+        try:
+            await require_currency(conn, settings.currency)
+        except CurrencyMismatch as exc:
+            raise currency_mismatch(exc, settings) from exc
         for row in reader:
             line = reader.line_num
             try:

@@ -6,14 +6,28 @@ from typing import Any, Final
 
 import asyncpg
 
-from tolem.cli.common import Commands, Parser, UsageError, amount, connected, emit, networks, text, zone
+from tolem.cli.common import (
+    Commands,
+    Parser,
+    UsageError,
+    amount,
+    connected,
+    currency_mismatch,
+    emit,
+    networks,
+    text,
+    zone,
+)
+from tolem.core.model import Provider
 from tolem.core.money import format_amount
 from tolem.db import providers as provider_db
+from tolem.db.ledger import CurrencyMismatch
 from tolem.passwords import hash_password
 from tolem.settings import Settings
 
 PROTOCOLS: Final = ("osmp", "payme", "click")
 _NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_CURRENCY_RE: Final = re.compile(r"[A-Z]{3}")
 
 
 def provider_dict(provider: Any) -> dict[str, Any]:
@@ -78,10 +92,36 @@ def _check_provider(protocol: str, merged: dict[str, Any]) -> None:
         raise UsageError("--min-amount is above --max-amount")
 
 
+def _deployment_currency(args: argparse.Namespace, settings: Settings) -> str:
+    """The provider's currency: the deployment's, which --currency may only confirm."""
+    stated: str | None = args.currency
+    if stated is None:
+        return settings.currency
+    if not _CURRENCY_RE.fullmatch(stated):
+        raise UsageError(f"--currency must be an ISO 4217 code such as KGS, not {stated!r}")
+    if stated != settings.currency:
+        raise UsageError(
+            f"provider currency {stated} is not the deployment's currency {settings.currency} "
+            f"(TOLEM_CURRENCY): tolem never converts between currencies; an aggregator paying in "
+            f"{stated} needs a deployment of its own, with its own database and TOLEM_CURRENCY={stated}"
+        )
+    return stated
+
+
+def _same_currency(provider: Provider, settings: Settings) -> None:
+    """Refuses to change or enable a provider of another currency than the deployment's."""
+    if provider.currency != settings.currency:
+        raise UsageError(
+            f"provider {provider.name} takes {provider.currency}, TOLEM_CURRENCY is {settings.currency}: "
+            f"run with TOLEM_CURRENCY={provider.currency} to change it (disable works under any currency)"
+        )
+
+
 async def cmd_provider_add(args: argparse.Namespace, settings: Settings) -> int:
     """Registers an aggregator."""
     if not _NAME_RE.fullmatch(args.name):
         raise UsageError("provider name: 1-32 of a-z 0-9 _ -, starting with a letter or digit")
+    currency = _deployment_currency(args, settings)
     changes = _provider_changes(args)
     _check_provider(args.protocol, changes)
     async with connected(settings) as conn:
@@ -90,7 +130,7 @@ async def cmd_provider_add(args: argparse.Namespace, settings: Settings) -> int:
                 conn,
                 name=args.name,
                 protocol=args.protocol,
-                currency=settings.currency,
+                currency=currency,
                 allow_ips=changes.get("allow_ips", []),
                 login=changes.get("login"),
                 password_hash=changes.get("password_hash"),
@@ -102,6 +142,8 @@ async def cmd_provider_add(args: argparse.Namespace, settings: Settings) -> int:
             )
         except asyncpg.UniqueViolationError as exc:
             raise UsageError(f"provider {args.name!r} already exists") from exc
+        except CurrencyMismatch as exc:
+            raise currency_mismatch(exc, settings) from exc
     data = provider_dict(provider)
     emit(args, data, f"added provider {provider.name}; gateway URL path: /gw/{provider.name}")
     return 0
@@ -117,6 +159,7 @@ async def cmd_provider_set(args: argparse.Namespace, settings: Settings) -> int:
             current = await provider_db.get(conn, args.name)
         except provider_db.ProviderNotFound as exc:
             raise UsageError(f"no provider named {args.name!r}") from exc
+        _same_currency(current, settings)
         merged: dict[str, Any] = {
             "allow_ips": [str(n) for n in current.allow_ips],
             "password_hash": current.password_hash,
@@ -136,6 +179,8 @@ async def cmd_provider_set(args: argparse.Namespace, settings: Settings) -> int:
 async def _set_enabled(args: argparse.Namespace, settings: Settings, enabled: bool) -> int:
     async with connected(settings) as conn:
         try:
+            if enabled:
+                _same_currency(await provider_db.get(conn, args.name), settings)
             provider = await provider_db.update(conn, args.name, {"enabled": enabled})
         except provider_db.ProviderNotFound as exc:
             raise UsageError(f"no provider named {args.name!r}") from exc
@@ -186,6 +231,11 @@ def register(commands: Commands, common: Parser) -> None:
     add = p_cmds.add_parser("add", parents=[common])
     add.add_argument("name")
     add.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    add.add_argument(
+        "--currency",
+        metavar="ISO",
+        help="the aggregator's currency; refused unless it is TOLEM_CURRENCY (tolem never converts)",
+    )
     _provider_options(add)
     add.set_defaults(run=cmd_provider_add)
     p_cmds.add_parser("list", parents=[common]).set_defaults(run=cmd_provider_list)

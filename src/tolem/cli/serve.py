@@ -7,9 +7,14 @@ import shutil
 import signal
 import tempfile
 
+import structlog
+
 from tolem.cli.common import Commands, Parser, connected
+from tolem.db.ledger import other_currencies
 from tolem.log import configure_logging, write_held_lines
 from tolem.settings import Settings
+
+_log = structlog.get_logger("tolem.serve")
 
 
 def _serve_one(settings: Settings, reuse_port: bool) -> None:
@@ -84,8 +89,17 @@ def _run_workers(settings: Settings) -> int:
 
 
 async def _check_serve(settings: Settings) -> None:
-    async with connected(settings):
-        pass
+    async with connected(settings) as conn:
+        held = await other_currencies(conn, settings.currency)
+    if held:
+        # Serving goes on: the database refuses every payment between currencies, and an
+        # account of the deployment's currency next to older ones must still be paid.
+        _log.warning(
+            "currency_mismatch",
+            database=held,
+            deployment=settings.currency,
+            consequence="payments of providers and to accounts in the other currencies are refused",
+        )
 
 
 def register(commands: Commands, common: Parser) -> None:

@@ -7,6 +7,7 @@ from typing import Any, Final
 import asyncpg
 
 from tolem.core.codes import generate_code
+from tolem.db.ledger import require_currency
 
 # A clash among 10^9 random codes is rare; eight in a row would mean the space is nearly full.
 _CODE_ATTEMPTS: Final = 8
@@ -101,8 +102,12 @@ async def create_account(
     payment_code: str | None = None,
     external_ref: str | None = None,
 ) -> tuple[int, str]:
-    """Creates an account, its ledger account and first payer; returns (id, payment code)."""
+    """Creates an account, its ledger account and first payer; returns (id, payment code).
+
+    Raises CurrencyMismatch when the database holds money in another currency.
+    """
     async with conn.transaction():
+        await require_currency(conn, currency)
         ledger_id = await conn.fetchval(
             "INSERT INTO ledger_accounts (kind, currency, balance_minor) "
             "VALUES ('customer', $1, 0) RETURNING id",

@@ -40,5 +40,7 @@ NOTES: Final[dict[ClickError, str]] = {
     ClickError.TRANSACTION_CANCELLED: "Transaction cancelled",
 }
 
-# The one place we word a code differently: support must tell "no such code" from "blocked".
+# Where we word a code differently: support must tell "no such code" from "blocked", and a
+# cancelled transaction from one refused for its currency.
 ACCOUNT_BLOCKED_NOTE: Final = "User is blocked"
+CURRENCY_REFUSED_NOTE: Final = "Currency refused"
