@@ -128,6 +128,34 @@ async def create_account(
     return int(account_id), code
 
 
+@dataclass(frozen=True, slots=True)
+class CodeOwner:
+    """The account a payment code already belongs to, as an import compares it with a row."""
+
+    account_id: int
+    email: str
+    external_ref: str | None
+
+
+async def code_owner(conn: asyncpg.Connection, code: str) -> CodeOwner | None:
+    """Who holds `code`, or None when nobody does."""
+    row = await conn.fetchrow(
+        """SELECT a.id, a.email, a.external_ref
+             FROM payers py JOIN accounts a ON a.id = py.account_id
+            WHERE py.payment_code = $1""",
+        code,
+    )
+    if row is None:
+        return None
+    return CodeOwner(account_id=row["id"], email=row["email"], external_ref=row["external_ref"])
+
+
+async def account_by_ref(conn: asyncpg.Connection, external_ref: str) -> int | None:
+    """The account imported under `external_ref` from an older billing, if any."""
+    found = await conn.fetchval("SELECT id FROM accounts WHERE external_ref = $1", external_ref)
+    return None if found is None else int(found)
+
+
 async def add_services(conn: asyncpg.Connection, account_id: int, services: list[str]) -> None:
     """Attaches service names to an account (existing ones are kept)."""
     for service in services:
