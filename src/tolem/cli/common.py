@@ -126,13 +126,25 @@ def code(value: str) -> str:
 
 
 def networks(values: list[str] | None) -> list[str]:
-    """CIDR texts, normalized."""
+    """CIDR texts, normalized; a bare address is its host network (/32, /128).
+
+    A network with host bits set is refused, not rounded: `10.0.0.1/8` is most often a typo
+    for one host, and silently allowing sixteen million addresses is the wrong guess.
+    """
     result = []
     for value in values or []:
         try:
-            result.append(str(ip_network(value, strict=False)))
+            result.append(str(ip_network(value)))
         except ValueError as exc:
-            raise UsageError(f"not an IP network: {value!r}") from exc
+            try:
+                meant = ip_network(value, strict=False)
+            except ValueError:
+                raise UsageError(f"not an IP network: {value!r}") from exc
+            host = value.partition("/")[0]
+            raise UsageError(
+                f"{value} has host bits set: it would mean {meant}; give --allow-ip {meant} if that "
+                f"is meant, or --allow-ip {host} for that one host"
+            ) from exc
     return result
 
 
