@@ -71,10 +71,11 @@ DECLARE
     v_account  char(3);
     v_provider char(3);
 BEGIN
-    SELECT l.currency INTO v_account
-      FROM accounts a JOIN ledger_accounts l ON l.id = a.ledger_account_id
+    SELECT l.currency, pr.currency INTO v_account, v_provider
+      FROM accounts a
+      JOIN ledger_accounts l ON l.id = a.ledger_account_id
+      JOIN providers pr ON pr.id = NEW.provider_id
      WHERE a.id = NEW.account_id;
-    SELECT currency INTO v_provider FROM providers WHERE id = NEW.provider_id;
     -- A missing account or provider is the foreign keys' to report.
     IF v_account <> NEW.currency OR v_provider <> NEW.currency THEN
         RAISE EXCEPTION 'payment in % refused: account % holds %, provider % takes %; tolem never converts',
