@@ -19,7 +19,7 @@ from tolem.core.model import Provider
 from tolem.core.service import PaymentService
 from tolem.db import migrate
 from tolem.db import providers as provider_db
-from tolem.db.pool import create_pool
+from tolem.db.pool import NO_WRITABLE_HOST, create_pool
 from tolem.db.store import PgStore
 from tolem.journal import JournalWriter, entry_for
 from tolem.log import LOG_LINE, OUTAGE_REPORT_SECONDS, REQUEST_ID, Outage, logged, report_pool_outages
@@ -68,7 +68,13 @@ class ProviderCache:
             try:
                 self._providers = await provider_db.load_all(self._pool)
                 self._loaded_at = time.monotonic()
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            except (
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                OSError,
+                TimeoutError,
+                NO_WRITABLE_HOST,
+            ) as exc:
                 self._outage.failed("providers", exc)
                 if self._providers is None:
                     raise TemporarilyUnavailable("provider configuration unavailable") from exc
@@ -97,6 +103,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             settings.database_url.get_secret_value(),
             size=settings.pool_size + SIDE_CONNECTIONS,
             deadline=settings.request_deadline,
+            pooler=settings.database_pooler,
         )
     pool = app[POOL]
     # pool_size connections carry the gateway's statements; the rest of the pool is room for
@@ -192,6 +199,7 @@ async def readyz(request: web.Request) -> web.Response:
         asyncpg.InterfaceError,
         OSError,
         TimeoutError,
+        NO_WRITABLE_HOST,
         migrate.MigrationError,
     ) as exc:
         return web.json_response({"status": "unavailable", "error": type(exc).__name__}, status=503)
