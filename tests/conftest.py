@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
+from tolem.core.codes import generate_code
 from tolem.core.model import Protocol, Provider
 from tolem.core.service import PaymentService
 from tolem.db import accounts as account_db
@@ -199,6 +200,32 @@ class Factory:
                 currency="KGS",
                 **kw,
             )
+
+    async def foreign_account(self, currency: str, name: str = "Old Account") -> tuple[int, str]:
+        """An account held in `currency`, as a deployment with another TOLEM_CURRENCY once wrote it.
+
+        Written row by row, past the checks `account create` makes today.
+        """
+        code = generate_code()
+        async with self.pool.acquire() as conn, conn.transaction():
+            ledger_id = await conn.fetchval(
+                "INSERT INTO ledger_accounts (kind, currency, balance_minor) VALUES ('customer', $1, 0) "
+                "RETURNING id",
+                currency,
+            )
+            account_id = await conn.fetchval(
+                "INSERT INTO accounts (email, name, ledger_account_id) VALUES ('old@example.kg', $1, $2) "
+                "RETURNING id",
+                name,
+                ledger_id,
+            )
+            await conn.execute(
+                "INSERT INTO payers (account_id, payment_code, name, origin) VALUES ($1, $2, $3, 'issued')",
+                account_id,
+                code,
+                name,
+            )
+        return int(account_id), code
 
     async def balance(self, account_id: int) -> int:
         """Stored balance of an account, minor units."""

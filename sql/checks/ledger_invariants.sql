@@ -12,10 +12,34 @@ SELECT 'balance_mismatch' AS violation, l.id::text AS subject,
  WHERE l.kind = 'customer' AND l.balance_minor <> coalesce(e.total, 0);
 
 -- check: ledger_not_balanced
--- The whole ledger sums to zero (every transfer debits exactly what it credits).
-SELECT 'ledger_not_balanced', NULL, format('entries sum to %s', sum(amount_minor))
-  FROM ledger_entries
-HAVING sum(amount_minor) <> 0;
+-- The ledger sums to zero in each currency, counted by the currency of the account each entry
+-- lands on: a transfer from a KGS account to a UZS one leaves KGS short and UZS over, though
+-- the two sums together are zero.
+SELECT 'ledger_not_balanced', l.currency::text,
+       format('%s entries sum to %s', l.currency, sum(e.amount_minor))
+  FROM ledger_entries e JOIN ledger_accounts l ON l.id = e.ledger_account_id
+ GROUP BY l.currency
+HAVING sum(e.amount_minor) <> 0;
+
+-- check: transfer_currency_mismatch
+-- A transfer moves money between two accounts of its own currency (written before the
+-- database refused the mix, migration 0010, or with its keys switched off).
+SELECT 'transfer_currency_mismatch', t.id::text,
+       format('%s transfer from a %s account to a %s account', t.currency, d.currency, c.currency)
+  FROM transfers t
+  JOIN ledger_accounts d ON d.id = t.debit_ledger_account_id
+  JOIN ledger_accounts c ON c.id = t.credit_ledger_account_id
+ WHERE t.currency <> d.currency OR t.currency <> c.currency;
+
+-- check: payment_currency_mismatch
+-- A payment is in the currency of its account and of its provider.
+SELECT 'payment_currency_mismatch', p.id::text,
+       format('%s payment of a %s provider to a %s account', p.currency, pr.currency, l.currency)
+  FROM payments p
+  JOIN accounts a ON a.id = p.account_id
+  JOIN ledger_accounts l ON l.id = a.ledger_account_id
+  JOIN providers pr ON pr.id = p.provider_id
+ WHERE p.currency <> l.currency OR p.currency <> pr.currency;
 
 -- check: transfers_do_not_match_state
 -- A payment holds exactly the transfers its state implies, each of the payment's amount:
@@ -59,9 +83,12 @@ SELECT 'transfer_changed', t.id::text, 'content does not match the checksum writ
  WHERE t.checksum IS DISTINCT FROM tolem_transfer_checksum(t);
 
 -- check: protection_disabled
--- The triggers that keep the ledger append-only and payment codes permanent are enabled.
+-- The triggers that keep the ledger append-only, payment codes permanent and currencies apart
+-- are enabled.
 SELECT 'protection_disabled', tgname::text, format('trigger on %s is disabled', tgrelid::regclass)
   FROM pg_trigger
  WHERE tgname IN ('tr__transfers__append_only', 'tr__transfers__no_truncate',
-                  'tr__transfers__checksum', 'tr__payers__protect', 'tr__payers__no_truncate')
+                  'tr__transfers__checksum', 'tr__payers__protect', 'tr__payers__no_truncate',
+                  'tr__payments__currency', 'tr__ledger_accounts__currency',
+                  'tr__accounts__ledger_account')
    AND tgenabled = 'D';

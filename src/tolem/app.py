@@ -109,7 +109,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     # pool_size connections carry the gateway's statements; the rest of the pool is room for
     # the journal writer, provider reloads, readiness and admin calls.
     store = PgStore(pool, lanes=settings.pool_size if owned else None)
-    app[SERVICE] = PaymentService(store, observer=metrics.PrometheusObserver())
+    app[SERVICE] = PaymentService(store, currency=settings.currency, observer=metrics.PrometheusObserver())
     app[CONTEXT] = GatewayContext(service=app[SERVICE], settings=settings)
     app[OUTAGE] = Outage(OUTAGE_REPORT_SECONDS)
     report_pool_outages(app[OUTAGE])

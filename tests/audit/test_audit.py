@@ -36,6 +36,8 @@ def test_checks_file_names_every_check() -> None:
     assert names == [
         "balance_mismatch",
         "ledger_not_balanced",
+        "transfer_currency_mismatch",
+        "payment_currency_mismatch",
         "transfers_do_not_match_state",
         "transfer_accounts_mismatch",
         "reversal_mismatch",
@@ -70,6 +72,18 @@ async def test_sound_ledger_passes(service: PaymentService, factory: Factory, po
             ["UPDATE payments SET state = 'credited', cancelled_at = NULL WHERE external_id = 'b'"],
             ["UPDATE payments SET state = 'reversed', cancelled_at = now() WHERE external_id = 'b'"],
             {"transfers_do_not_match_state"},
+        ),
+        (
+            # What a deployment started with another TOLEM_CURRENCY used to write: KGS money on
+            # accounts held in UZS. The ledger as a whole still sums to zero.
+            ["UPDATE ledger_accounts SET currency = 'UZS' WHERE kind = 'customer'"],
+            ["UPDATE ledger_accounts SET currency = 'KGS' WHERE kind = 'customer'"],
+            {"ledger_not_balanced", "transfer_currency_mismatch", "payment_currency_mismatch"},
+        ),
+        (
+            ["ALTER TABLE payments DISABLE TRIGGER tr__payments__currency"],
+            ["ALTER TABLE payments ENABLE TRIGGER tr__payments__currency"],
+            {"protection_disabled"},
         ),
         (
             ["ALTER TABLE transfers DISABLE TRIGGER tr__transfers__append_only"],
@@ -135,3 +149,21 @@ async def test_cli_audit_exit_codes(
     assert report["ok"] is False
     assert report["violations"][0]["check"] == "balance_mismatch"
     assert "entries sum to 1000" in report["violations"][0]["detail"]
+
+
+async def test_cli_audit_sums_each_currency_apart(
+    cli: Cli, service: PaymentService, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    """KGS credited to a UZS account: `tolem audit` names each currency's non-zero sum and exits 1."""
+    await _seed(service, factory)
+    mix = "UPDATE ledger_accounts SET currency = 'UZS' WHERE kind = 'customer'"
+    await _damage(pool, mix)
+    try:
+        damaged = await cli("audit", "--json")
+    finally:
+        await _repair(pool, "UPDATE ledger_accounts SET currency = 'KGS' WHERE kind = 'customer'")
+    assert damaged.code == 1
+    sums = {
+        v["subject"]: v["detail"] for v in damaged.json()["violations"] if v["check"] == "ledger_not_balanced"
+    }
+    assert sums == {"KGS": "KGS entries sum to -1000", "UZS": "UZS entries sum to 1000"}

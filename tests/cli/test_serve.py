@@ -194,3 +194,42 @@ async def test_a_second_instance_on_a_served_port_is_refused(database_url: str) 
     finally:
         first.terminate()
         first.communicate(timeout=15)
+
+
+async def test_serve_under_another_currency_warns_and_credits_nothing(
+    database_url: str, factory: Factory
+) -> None:
+    """`tolem serve` with TOLEM_CURRENCY=UZS on a KGS database says so and answers pays with 7."""
+    await factory.provider("kiosk", protocol="osmp")
+    account_id, code = await factory.account()
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tolem", "serve", "--port", str(port)],
+        env=clean_env(TOLEM_DATABASE_URL=database_url, TOLEM_LOG_FORMAT="json", TOLEM_CURRENCY="UZS"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await wait_ready(f"http://127.0.0.1:{port}/readyz", process)
+        query = {
+            "command": "pay",
+            "txn_id": "78",
+            "account": code,
+            "sum": "10.00",
+            "txn_date": "20261129100000",
+        }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/gw/kiosk", params=query) as response,
+        ):
+            answer = await response.text()
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+    assert "<result>7</result><comment>currency refused</comment>" in answer
+    assert '"event":"currency_mismatch"' in out.decode()
+    assert await factory.balance(account_id) == 0
+    assert await factory.count("SELECT count(*) FROM payments") == 0

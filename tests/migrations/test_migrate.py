@@ -196,3 +196,65 @@ async def test_every_table_and_column_is_commented(pool: asyncpg.Pool) -> None:
         )
     assert [tuple(r) for r in missing] == []
     assert [r["relname"] for r in tables] == []
+
+
+async def test_currency_keys_arrive_on_a_database_that_already_mixed(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """0010 applies over KGS credited into a UZS account before it: old rows are audited, new ones refused."""
+    from tolem.db.audit import audit
+
+    before = tmp_path / "before"
+    before.mkdir()
+    for migration in load_migrations():
+        if migration.version < "0010":
+            (before / migration.name).write_text(migration.sql, encoding="utf-8")
+    conn = await asyncpg.connect(empty_database)
+    try:
+        await migrate(conn, before)
+        # What a deployment with TOLEM_CURRENCY=KGS did to accounts a UZS deployment had created.
+        await conn.execute(
+            """WITH l AS (INSERT INTO ledger_accounts (kind, currency, balance_minor)
+                          VALUES ('customer', 'UZS', 0) RETURNING id),
+                    a AS (INSERT INTO accounts (email, name, ledger_account_id)
+                          SELECT 'a@b.uz', 'A', id FROM l RETURNING id)
+               INSERT INTO payers (account_id, payment_code, name, origin)
+               SELECT id, 'OLD-1', 'A', 'imported' FROM a""",
+        )
+        await conn.execute(
+            """WITH l AS (INSERT INTO ledger_accounts (kind, currency)
+                          VALUES ('clearing', 'KGS') RETURNING id)
+               INSERT INTO providers (name, protocol, currency, allow_ips, clearing_ledger_account_id)
+               SELECT 'kiosk', 'osmp', 'KGS', '{10.0.0.0/8}', id FROM l""",
+        )
+        provider_id = await conn.fetchval("SELECT id FROM providers")
+        accepted = await conn.fetchval(
+            "SELECT outcome FROM tolem_accept($1, 't-1', 'OLD-1', 500, NULL, NULL, true)", provider_id
+        )
+        assert accepted == "ok"
+        assert await migrate(conn) == ["0010_currency_integrity.sql"]
+        keys = await conn.fetch(
+            "SELECT conname, convalidated FROM pg_constraint "
+            "WHERE conname LIKE 'fk\\_\\_%\\_\\_currency\\_\\_%' ORDER BY conname"
+        )
+        assert [tuple(k) for k in keys] == [
+            ("fk__providers__clearing__currency__ledger_accounts", True),
+            ("fk__transfers__credit__currency__ledger_accounts", False),
+            ("fk__transfers__debit__currency__ledger_accounts", True),
+        ]
+        found = {(v.check, v.subject) for v in await audit(conn)}
+        assert {("ledger_not_balanced", "KGS"), ("ledger_not_balanced", "UZS")} <= found
+        assert ("transfer_currency_mismatch", "1") in found
+        refused = await conn.fetchval(
+            "SELECT outcome FROM tolem_accept($1, 't-2', 'OLD-1', 500, NULL, NULL, true)", provider_id
+        )
+        assert refused == "currency_refused"
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.execute(
+                "INSERT INTO transfers (debit_ledger_account_id, credit_ledger_account_id, amount_minor, "
+                "currency, code, payment_id, reverses_transfer_id) SELECT credit_ledger_account_id, "
+                "debit_ledger_account_id, amount_minor, currency, 'reversal', payment_id, id "
+                "FROM transfers WHERE id = 1"
+            )
+    finally:
+        await conn.close()

@@ -6,7 +6,7 @@ from tolem.core.model import CheckResult
 
 SNIPPET = """
 from tolem.core.model import CheckResult
-found = CheckResult(account_id=1, payer_id=2, payer_name="A", payment_code="0012")
+found = CheckResult(account_id=1, payer_id=2, payer_name="A", payment_code="0012", currency="KGS")
 found.payer_name = "B"
 """
 
@@ -21,8 +21,8 @@ def test_the_type_checker_refuses_assignment_to_a_field() -> None:
 
 def test_equal_fields_make_equal_hashable_values() -> None:
     """Two values with the same fields are equal, hash alike and key one dict entry."""
-    first = CheckResult(account_id=1, payer_id=2, payer_name="A", payment_code="0012")
-    second = CheckResult(account_id=1, payer_id=2, payer_name="A", payment_code="0012")
-    other = CheckResult(account_id=1, payer_id=2, payer_name="B", payment_code="0012")
+    first = CheckResult(account_id=1, payer_id=2, payer_name="A", payment_code="0012", currency="KGS")
+    second = CheckResult(account_id=1, payer_id=2, payer_name="A", payment_code="0012", currency="KGS")
+    other = CheckResult(account_id=1, payer_id=2, payer_name="B", payment_code="0012", currency="KGS")
     assert first == second != other
     assert len({first: 1, second: 2, other: 3}) == 2

@@ -23,6 +23,7 @@ from tolem.core.money import format_amount
 from tolem.db import accounts as account_db
 from tolem.db import journal as journal_db
 from tolem.db import providers as provider_db
+from tolem.db.ledger import CurrencyMismatch
 from tolem.db.pool import NO_WRITABLE_HOST
 from tolem.log import LOG_LINE, canonical_log_line
 from tolem.routing import methods_elsewhere
@@ -215,6 +216,13 @@ async def create_account(call: Call) -> BaseModel:
             )
         except asyncpg.UniqueViolationError as exc:
             raise ApiError(409, "code_taken", "that payment code belongs to a payer", "payment_code") from exc
+        except CurrencyMismatch as exc:
+            raise ApiError(
+                409,
+                "currency_mismatch",
+                f"the database holds {', '.join(exc.held)}, this deployment {exc.wanted} (TOLEM_CURRENCY); "
+                "tolem never converts",
+            ) from exc
         return _account(await _load_account(conn, account_id))
 
 

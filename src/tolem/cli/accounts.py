@@ -14,12 +14,14 @@ from tolem.cli.common import (
     UsageError,
     code,
     connected,
+    currency_mismatch,
     email,
     emit,
     text,
 )
 from tolem.core.money import format_amount
 from tolem.db import accounts as account_db
+from tolem.db.ledger import CurrencyMismatch
 from tolem.settings import Settings
 
 
@@ -30,13 +32,16 @@ async def cmd_account_create(args: argparse.Namespace, settings: Settings) -> in
     services = [text(s, "service", MAX_SERVICE) for s in args.service or []]
     async with connected(settings) as conn:
         same_email = await account_db.find_account_ids(conn, email=address)
-        account_id, payment_code = await account_db.create_account(
-            conn,
-            email=address,
-            name=name,
-            currency=settings.currency,
-            services=services,
-        )
+        try:
+            account_id, payment_code = await account_db.create_account(
+                conn,
+                email=address,
+                name=name,
+                currency=settings.currency,
+                services=services,
+            )
+        except CurrencyMismatch as exc:
+            raise currency_mismatch(exc, settings) from exc
     data: dict[str, object] = {"account_id": account_id, "payment_code": payment_code}
     text_out = f"account_id: {account_id}\npayment_code: {payment_code}"
     if same_email:

@@ -15,6 +15,7 @@ import asyncpg
 from tolem.core.codes import CodeShape, classify, normalize
 from tolem.core.money import AmountError, parse_amount
 from tolem.db import migrate as migrate_db
+from tolem.db.ledger import CurrencyMismatch
 from tolem.db.pool import NO_WRITABLE_HOST, connect_options, dsn_target
 from tolem.settings import Settings
 
@@ -84,6 +85,14 @@ async def connected(settings: Settings, *, current: bool = True) -> AsyncIterato
         await conn.close()
 
 
+def currency_mismatch(exc: CurrencyMismatch, settings: Settings) -> UsageError:
+    """The refusal of a command that would bring a second currency into the database."""
+    return UsageError(
+        f"the database holds {', '.join(exc.held)} but TOLEM_CURRENCY is {settings.currency}: "
+        "tolem never converts between currencies; set TOLEM_CURRENCY to the database's currency"
+    )
+
+
 def amount(text: str) -> int:
     """A decimal string in major units as minor units."""
     try:
@@ -117,13 +126,25 @@ def code(value: str) -> str:
 
 
 def networks(values: list[str] | None) -> list[str]:
-    """CIDR texts, normalized."""
+    """CIDR texts, normalized; a bare address is its host network (/32, /128).
+
+    A network with host bits set is refused, not rounded: `10.0.0.1/8` is most often a typo
+    for one host, and silently allowing sixteen million addresses is the wrong guess.
+    """
     result = []
     for value in values or []:
         try:
-            result.append(str(ip_network(value, strict=False)))
+            result.append(str(ip_network(value)))
         except ValueError as exc:
-            raise UsageError(f"not an IP network: {value!r}") from exc
+            try:
+                meant = ip_network(value, strict=False)
+            except ValueError:
+                raise UsageError(f"not an IP network: {value!r}") from exc
+            host = value.partition("/")[0]
+            raise UsageError(
+                f"{value} has host bits set: it would mean {meant}; give --allow-ip {meant} if that "
+                f"is meant, or --allow-ip {host} for that one host"
+            ) from exc
     return result
 
 

@@ -1,19 +1,46 @@
 """`tolem provider …`: aggregator connections."""
 
 import argparse
+import os
 import re
+import sys
+from ipaddress import ip_network
 from typing import Any, Final
 
 import asyncpg
 
-from tolem.cli.common import Commands, Parser, UsageError, amount, connected, emit, networks, text, zone
+from tolem.cli.common import (
+    Commands,
+    Parser,
+    UsageError,
+    amount,
+    connected,
+    currency_mismatch,
+    emit,
+    networks,
+    text,
+    zone,
+)
+from tolem.core.model import Provider
 from tolem.core.money import format_amount
 from tolem.db import providers as provider_db
+from tolem.db.ledger import CurrencyMismatch
 from tolem.passwords import hash_password
 from tolem.settings import Settings
 
 PROTOCOLS: Final = ("osmp", "payme", "click")
 _NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_CURRENCY_RE: Final = re.compile(r"[A-Z]{3}")
+# The widest allow-list network that still names an operator's own range (one /8 is a whole
+# former class A; a /32 is what a registry hands an IPv6 provider). Wider lets nearly anyone
+# call, so it counts as no allow-list: credentials are then required.
+NARROWEST_OPEN_PREFIX: Final = {4: 8, 6: 32}
+_SECRETS_HELP: Final = (
+    "Secrets: --password and --secret take the value on the command line, where `ps` and shell "
+    "history show it; --password-stdin / --secret-stdin read it from the first line of stdin "
+    "(... --password-stdin < keyfile), --password-env VAR / --secret-env VAR from the "
+    "environment variable VAR."
+)
 
 
 def provider_dict(provider: Any) -> dict[str, Any]:
@@ -45,16 +72,37 @@ def _provider_text(d: dict[str, Any]) -> str:
     )
 
 
+def _given_secret(args: argparse.Namespace, kind: str) -> str | None:
+    """The password or secret from the command line, stdin or the environment, or None."""
+    if getattr(args, f"{kind}_stdin"):
+        value = sys.stdin.readline().rstrip("\r\n")
+        if not value:
+            raise UsageError(f"--{kind}-stdin: no {kind} on stdin (one line expected)")
+        return value
+    variable: str | None = getattr(args, f"{kind}_env")
+    if variable is not None:
+        from_env = os.environ.get(variable)
+        if from_env is None:
+            raise UsageError(f"--{kind}-env: the environment variable {variable} is not set")
+        return from_env
+    given: str | None = getattr(args, kind)
+    return given
+
+
 def _provider_changes(args: argparse.Namespace) -> dict[str, Any]:
+    if args.password_stdin and args.secret_stdin:
+        raise UsageError("stdin holds one line: give --password-stdin or --secret-stdin, not both")
     changes: dict[str, Any] = {}
     if args.allow_ip is not None:
         changes["allow_ips"] = networks(args.allow_ip)
     if args.login is not None:
         changes["login"] = text(args.login, "login", 64)
-    if args.password is not None:
-        changes["password_hash"] = hash_password(text(args.password, "password", 256))
-    if args.secret is not None:
-        changes["secret"] = text(args.secret, "secret", 256)
+    password = _given_secret(args, "password")
+    if password is not None:
+        changes["password_hash"] = hash_password(text(password, "password", 256))
+    secret = _given_secret(args, "secret")
+    if secret is not None:
+        changes["secret"] = text(secret, "secret", 256)
     if args.service_id is not None:
         changes["service_id"] = text(args.service_id, "service id", 64)
     if args.min_amount is not None:
@@ -67,8 +115,17 @@ def _provider_changes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check_provider(protocol: str, merged: dict[str, Any]) -> None:
-    if not merged.get("allow_ips") and not merged.get("password_hash") and not merged.get("secret"):
+    credentials = bool(merged.get("password_hash") or merged.get("secret"))
+    if not merged.get("allow_ips") and not credentials:
         raise UsageError("without --allow-ip a provider needs --password or --secret")
+    for text_form in merged.get("allow_ips") or []:
+        network = ip_network(text_form)
+        limit = NARROWEST_OPEN_PREFIX[network.version]
+        if network.prefixlen < limit and not credentials:
+            raise UsageError(
+                f"--allow-ip {network} is wider than /{limit}: nearly anyone could call; "
+                "give a narrower network, or credentials (--password or --secret)"
+            )
     if protocol == "payme" and not merged.get("password_hash"):
         raise UsageError("a payme provider needs --password (its merchant key)")
     if protocol == "click" and not (merged.get("secret") and merged.get("service_id")):
@@ -78,10 +135,36 @@ def _check_provider(protocol: str, merged: dict[str, Any]) -> None:
         raise UsageError("--min-amount is above --max-amount")
 
 
+def _deployment_currency(args: argparse.Namespace, settings: Settings) -> str:
+    """The provider's currency: the deployment's, which --currency may only confirm."""
+    stated: str | None = args.currency
+    if stated is None:
+        return settings.currency
+    if not _CURRENCY_RE.fullmatch(stated):
+        raise UsageError(f"--currency must be an ISO 4217 code such as KGS, not {stated!r}")
+    if stated != settings.currency:
+        raise UsageError(
+            f"provider currency {stated} is not the deployment's currency {settings.currency} "
+            f"(TOLEM_CURRENCY): tolem never converts between currencies; an aggregator paying in "
+            f"{stated} needs a deployment of its own, with its own database and TOLEM_CURRENCY={stated}"
+        )
+    return stated
+
+
+def _same_currency(provider: Provider, settings: Settings) -> None:
+    """Refuses to change or enable a provider of another currency than the deployment's."""
+    if provider.currency != settings.currency:
+        raise UsageError(
+            f"provider {provider.name} takes {provider.currency}, TOLEM_CURRENCY is {settings.currency}: "
+            f"run with TOLEM_CURRENCY={provider.currency} to change it (disable works under any currency)"
+        )
+
+
 async def cmd_provider_add(args: argparse.Namespace, settings: Settings) -> int:
     """Registers an aggregator."""
     if not _NAME_RE.fullmatch(args.name):
         raise UsageError("provider name: 1-32 of a-z 0-9 _ -, starting with a letter or digit")
+    currency = _deployment_currency(args, settings)
     changes = _provider_changes(args)
     _check_provider(args.protocol, changes)
     async with connected(settings) as conn:
@@ -90,7 +173,7 @@ async def cmd_provider_add(args: argparse.Namespace, settings: Settings) -> int:
                 conn,
                 name=args.name,
                 protocol=args.protocol,
-                currency=settings.currency,
+                currency=currency,
                 allow_ips=changes.get("allow_ips", []),
                 login=changes.get("login"),
                 password_hash=changes.get("password_hash"),
@@ -102,6 +185,8 @@ async def cmd_provider_add(args: argparse.Namespace, settings: Settings) -> int:
             )
         except asyncpg.UniqueViolationError as exc:
             raise UsageError(f"provider {args.name!r} already exists") from exc
+        except CurrencyMismatch as exc:
+            raise currency_mismatch(exc, settings) from exc
     data = provider_dict(provider)
     emit(args, data, f"added provider {provider.name}; gateway URL path: /gw/{provider.name}")
     return 0
@@ -117,6 +202,7 @@ async def cmd_provider_set(args: argparse.Namespace, settings: Settings) -> int:
             current = await provider_db.get(conn, args.name)
         except provider_db.ProviderNotFound as exc:
             raise UsageError(f"no provider named {args.name!r}") from exc
+        _same_currency(current, settings)
         merged: dict[str, Any] = {
             "allow_ips": [str(n) for n in current.allow_ips],
             "password_hash": current.password_hash,
@@ -136,6 +222,8 @@ async def cmd_provider_set(args: argparse.Namespace, settings: Settings) -> int:
 async def _set_enabled(args: argparse.Namespace, settings: Settings, enabled: bool) -> int:
     async with connected(settings) as conn:
         try:
+            if enabled:
+                _same_currency(await provider_db.get(conn, args.name), settings)
             provider = await provider_db.update(conn, args.name, {"enabled": enabled})
         except provider_db.ProviderNotFound as exc:
             raise UsageError(f"no provider named {args.name!r}") from exc
@@ -163,16 +251,31 @@ async def cmd_provider_list(args: argparse.Namespace, settings: Settings) -> int
     return 0
 
 
+def _secret_options(parser: argparse.ArgumentParser, kind: str, what: str) -> None:
+    """--KIND VALUE, --KIND-stdin, --KIND-env VAR: one at most."""
+    sources = parser.add_mutually_exclusive_group()
+    sources.add_argument(f"--{kind}", help=f"{what}; visible in `ps`, prefer the two below")
+    sources.add_argument(
+        f"--{kind}-stdin", action="store_true", help=f"read the {kind} from the first line of stdin"
+    )
+    sources.add_argument(
+        f"--{kind}-env", metavar="VAR", help=f"take the {kind} from environment variable VAR"
+    )
+
+
 def _provider_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-ip",
         action="append",
         metavar="CIDR",
-        help="network allowed to call (repeat; with set: replaces the list)",
+        help=(
+            "network allowed to call (repeat; with set: replaces the list); host bits must be zero "
+            "(10.0.0.0/8, not 10.0.0.1/8); wider than /8 (IPv6 /32) only with credentials"
+        ),
     )
     parser.add_argument("--login", help="HTTP Basic login expected")
-    parser.add_argument("--password", help="HTTP Basic password (Payme: the merchant key)")
-    parser.add_argument("--secret", help="signature key (Click)")
+    _secret_options(parser, "password", "HTTP Basic password (Payme: the merchant key)")
+    _secret_options(parser, "secret", "signature key (Click)")
     parser.add_argument("--service-id", help="our service id at the provider (Click)")
     parser.add_argument("--min-amount", metavar="DEC", help="smallest amount, e.g. 10.00")
     parser.add_argument("--max-amount", metavar="DEC", help="largest amount, e.g. 50000.00")
@@ -183,13 +286,18 @@ def register(commands: Commands, common: Parser) -> None:
     """`tolem provider add|list|set|enable|disable`."""
     provider = commands.add_parser("provider", parents=[common], help="aggregator connections")
     p_cmds = provider.add_subparsers(dest="provider_command", required=True, parser_class=Parser)
-    add = p_cmds.add_parser("add", parents=[common])
+    add = p_cmds.add_parser("add", parents=[common], epilog=_SECRETS_HELP)
     add.add_argument("name")
     add.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    add.add_argument(
+        "--currency",
+        metavar="ISO",
+        help="the aggregator's currency; refused unless it is TOLEM_CURRENCY (tolem never converts)",
+    )
     _provider_options(add)
     add.set_defaults(run=cmd_provider_add)
     p_cmds.add_parser("list", parents=[common]).set_defaults(run=cmd_provider_list)
-    set_ = p_cmds.add_parser("set", parents=[common])
+    set_ = p_cmds.add_parser("set", parents=[common], epilog=_SECRETS_HELP)
     set_.add_argument("name")
     _provider_options(set_)
     set_.set_defaults(run=cmd_provider_set)

@@ -22,12 +22,14 @@ import structlog
 from tolem import __version__
 from tolem.cli.common import Commands, Parser, connected
 from tolem.db import providers as provider_db
+from tolem.db.ledger import other_currencies
 from tolem.db.pool import dsn_target
 from tolem.log import configure_logging, write_held_lines
 from tolem.settings import Settings
 
 # As aiohttp's own default: connections waiting to be accepted, shared by all workers.
 _BACKLOG: Final = 128
+_log = structlog.get_logger("tolem.serve")
 
 
 class ListenError(Exception):
@@ -104,9 +106,8 @@ def serve(settings: Settings) -> int:
     providers = asyncio.run(_check_serve(settings))
     sockets = listen(settings.host, settings.port)
     assert settings.database_url is not None
-    log = structlog.get_logger("tolem.serve")
     # One line an operator reads to know what this instance is: no secret in it.
-    log.info(
+    _log.info(
         "serving",
         version=__version__,
         listen=[_address(sock) for sock in sockets],
@@ -115,7 +116,7 @@ def serve(settings: Settings) -> int:
         providers=providers,
     )
     status = _serve(settings, sockets)
-    log.info("stopped", exit_status=status)
+    _log.info("stopped", exit_status=status)
     write_held_lines()
     return status
 
@@ -170,7 +171,18 @@ def _run_workers(settings: Settings, sockets: list[socket.socket]) -> int:
 async def _check_serve(settings: Settings) -> list[str]:
     """The providers the workers will load; refuses a schema with migrations pending."""
     async with connected(settings) as conn:
-        return list(await provider_db.load_all(conn))
+        held = await other_currencies(conn, settings.currency)
+        providers = list(await provider_db.load_all(conn))
+    if held:
+        # Serving goes on: the database refuses every payment between currencies, and an
+        # account of the deployment's currency next to older ones must still be paid.
+        _log.warning(
+            "currency_mismatch",
+            database=held,
+            deployment=settings.currency,
+            consequence="payments of providers and to accounts in the other currencies are refused",
+        )
+    return providers
 
 
 def register(commands: Commands, common: Parser) -> None:

@@ -55,6 +55,15 @@ class ProviderDisabled(DomainError):
     code = "provider_disabled"
 
 
+class CurrencyRefused(DomainError):
+    """The payment's currency is not the account's, the provider's or the deployment's.
+
+    tolem never converts, so such a payment is refused, finally, and nothing moves.
+    """
+
+    code = "currency_refused"
+
+
 class IdempotencyConflict(DomainError):
     """The provider's transaction id was used before with another amount or code."""
 

@@ -80,6 +80,8 @@ class CheckResult:
     payer_id: int
     payer_name: str
     payment_code: str
+    # The account's currency: a provider of another currency may not pay it.
+    currency: str
 
 
 @frozen

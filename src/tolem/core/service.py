@@ -30,6 +30,7 @@ _REFUSALS: Final[dict[str, type[errors.DomainError]]] = {
     "amount_too_small": errors.AmountTooSmall,
     "amount_too_large": errors.AmountTooLarge,
     "provider_disabled": errors.ProviderDisabled,
+    "currency_refused": errors.CurrencyRefused,
     "conflict": errors.IdempotencyConflict,
     "not_found": errors.PaymentNotFound,
     "wrong_state": errors.WrongState,
@@ -54,10 +55,22 @@ class Observer:
 
 
 class PaymentService:
-    """check / pay / reserve / perform / cancel / status / statement for one deployment."""
+    """check / pay / reserve / perform / cancel / status / statement for one deployment.
 
-    def __init__(self, store: PaymentStore, *, observer: Observer | None = None) -> None:
+    `currency` is the deployment's (TOLEM_CURRENCY): a provider of another currency is refused
+    on check and on every new payment. Without it only the provider's and the account's
+    currencies are compared (the database compares those in any case).
+    """
+
+    def __init__(
+        self,
+        store: PaymentStore,
+        *,
+        currency: str | None = None,
+        observer: Observer | None = None,
+    ) -> None:
         self._store = store
+        self._currency = currency
         self._observer = observer or Observer()
 
     @staticmethod
@@ -84,11 +97,13 @@ class PaymentService:
     ) -> CheckResult:
         """Whether a code may be paid (with that amount); moves nothing.
 
-        Raises ProviderDisabled, MalformedCode, AmountTooSmall, AmountTooLarge, UnknownCode,
-        AccountBlocked; TemporarilyUnavailable.
+        Raises ProviderDisabled, CurrencyRefused, MalformedCode, AmountTooSmall, AmountTooLarge,
+        UnknownCode, AccountBlocked; TemporarilyUnavailable.
         """
         if not provider.enabled:
             raise errors.ProviderDisabled("provider is disabled")
+        if self._currency is not None and provider.currency != self._currency:
+            raise errors.CurrencyRefused("provider's currency is not the deployment's")
         code = self.validate_code(raw_code)
         if amount_minor is not None:
             self.check_limits(provider, amount_minor)
@@ -98,6 +113,8 @@ class PaymentService:
         if found is None:
             raise errors.UnknownCode("no payer has this payment code")
         result, status = found
+        if result.currency != provider.currency:
+            raise errors.CurrencyRefused("account is held in another currency than the provider's")
         if status != "active":
             raise errors.AccountBlocked("account is blocked")
         return result
@@ -105,8 +122,8 @@ class PaymentService:
     async def pay(self, provider: Provider, command: PayCommand) -> PaymentResult:
         """Credits a payment exactly once per (provider, external id); a repeat replays it.
 
-        Raises MalformedCode, ProviderDisabled, AmountTooSmall, AmountTooLarge, UnknownCode,
-        AccountBlocked, IdempotencyConflict; TemporarilyUnavailable.
+        Raises MalformedCode, ProviderDisabled, CurrencyRefused, AmountTooSmall, AmountTooLarge,
+        UnknownCode, AccountBlocked, IdempotencyConflict; TemporarilyUnavailable.
         """
         return await self._accept(provider, command, credit=True)
 
@@ -143,7 +160,9 @@ class PaymentService:
         """Credits a reservation exactly once; a repeat replays the credit.
 
         A reservation older than `expire_before` is voided instead and WrongState raised.
-        Raises PaymentNotFound, WrongState (voided, reversed, expired); TemporarilyUnavailable.
+        Raises PaymentNotFound, WrongState (voided, reversed, expired), CurrencyRefused (a
+        reservation written across currencies before the database refused them);
+        TemporarilyUnavailable.
         """
         outcome = await self._retrying(
             lambda: self._store.perform(
@@ -254,8 +273,8 @@ class PaymentService:
             provider_time=command.provider_time,
             provider_time_raw=command.provider_time_raw,
         )
-        # Limits and the enabled flag are re-checked in the database after replay detection,
-        # so that a replay of an accepted payment still replays after a limit changed.
+        # Limits, currencies and the enabled flag are checked in the database after replay
+        # detection, so that a replay of an accepted payment still replays after they changed.
         outcome = await self._retrying(
             lambda: self._store.accept(
                 provider.id,
@@ -263,6 +282,7 @@ class PaymentService:
                 credit=credit,
                 expire_before=expire_before,
                 expire_reason=expire_reason,
+                currency=self._currency,
             )
         )
         return self._result(provider, outcome, credits=credit)

@@ -21,7 +21,8 @@ class Outcome(Protocol):
 
 class PaymentStore(Protocol):
     """Each method is one database transaction; they raise RetryableConflict or
-    TemporarilyUnavailable for infrastructure failures and never anything else of their own."""
+    TemporarilyUnavailable for infrastructure failures, CurrencyRefused when the database itself
+    refused to mix currencies, and never anything else of their own."""
 
     async def find_payer(self, payment_code: str) -> tuple[CheckResult, str] | None:
         """The payer with that code and its account status."""
@@ -35,8 +36,13 @@ class PaymentStore(Protocol):
         credit: bool,
         expire_before: datetime | None,
         expire_reason: int | None,
+        currency: str | None,
     ) -> Outcome:
-        """Pays (credit) or reserves a new payment, or replays the one with that external id."""
+        """Pays (credit) or reserves a new payment, or replays the one with that external id.
+
+        A new payment is refused ('currency_refused') unless the provider's currency is the
+        account's and, when given, `currency`.
+        """
         ...
 
     async def perform(

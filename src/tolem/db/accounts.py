@@ -7,6 +7,7 @@ from typing import Any, Final
 import asyncpg
 
 from tolem.core.codes import generate_code
+from tolem.db.ledger import require_currency
 
 # A clash among 10^9 random codes is rare; eight in a row would mean the space is nearly full.
 _CODE_ATTEMPTS: Final = 8
@@ -101,8 +102,12 @@ async def create_account(
     payment_code: str | None = None,
     external_ref: str | None = None,
 ) -> tuple[int, str]:
-    """Creates an account, its ledger account and first payer; returns (id, payment code)."""
+    """Creates an account, its ledger account and first payer; returns (id, payment code).
+
+    Raises CurrencyMismatch when the database holds money in another currency.
+    """
     async with conn.transaction():
+        await require_currency(conn, currency)
         ledger_id = await conn.fetchval(
             "INSERT INTO ledger_accounts (kind, currency, balance_minor) "
             "VALUES ('customer', $1, 0) RETURNING id",
@@ -121,6 +126,34 @@ async def create_account(
         code = await _insert_payer(conn, account_id, name, payment_code, origin)
         await add_services(conn, account_id, services)
     return int(account_id), code
+
+
+@dataclass(frozen=True, slots=True)
+class CodeOwner:
+    """The account a payment code already belongs to, as an import compares it with a row."""
+
+    account_id: int
+    email: str
+    external_ref: str | None
+
+
+async def code_owner(conn: asyncpg.Connection, code: str) -> CodeOwner | None:
+    """Who holds `code`, or None when nobody does."""
+    row = await conn.fetchrow(
+        """SELECT a.id, a.email, a.external_ref
+             FROM payers py JOIN accounts a ON a.id = py.account_id
+            WHERE py.payment_code = $1""",
+        code,
+    )
+    if row is None:
+        return None
+    return CodeOwner(account_id=row["id"], email=row["email"], external_ref=row["external_ref"])
+
+
+async def account_by_ref(conn: asyncpg.Connection, external_ref: str) -> int | None:
+    """The account imported under `external_ref` from an older billing, if any."""
+    found = await conn.fetchval("SELECT id FROM accounts WHERE external_ref = $1", external_ref)
+    return None if found is None else int(found)
 
 
 async def add_services(conn: asyncpg.Connection, account_id: int, services: list[str]) -> None:

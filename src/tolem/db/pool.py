@@ -12,6 +12,15 @@ from tolem.db import codecs
 # A PostgreSQL error class here means the transaction was rolled back and nothing committed,
 # so rerunning is safe.
 _RETRYABLE: Final = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+# The database's own refusals to mix currencies (migration 0010). The statement failed, so
+# nothing committed, and a repeat fails the same way: a final refusal, not a retry.
+CURRENCY_CONSTRAINTS: Final = frozenset(
+    {
+        "fk__transfers__debit__currency__ledger_accounts",
+        "fk__transfers__credit__currency__ledger_accounts",
+        "tr__payments__currency",
+    }
+)
 # No host of a multi-host DSN accepts writes (target_session_attrs=read-write): between a
 # primary's death and a standby's promotion, or while every listed server is a standby.
 NO_WRITABLE_HOST: Final = asyncpg.exceptions.TargetServerAttributeNotMatched
@@ -104,9 +113,15 @@ async def create_pool(dsn: str, *, size: int, deadline: float, pooler: Pooler = 
 
 
 def domain_error(exc: BaseException) -> Exception | None:
-    """RetryableConflict or TemporarilyUnavailable for a database failure; None for others."""
+    """RetryableConflict, CurrencyRefused or TemporarilyUnavailable for a database failure;
+    None for others."""
     if isinstance(exc, _RETRYABLE):
         return errors.RetryableConflict(type(exc).__name__)
+    if (
+        isinstance(exc, asyncpg.IntegrityConstraintViolationError)
+        and getattr(exc, "constraint_name", None) in CURRENCY_CONSTRAINTS
+    ):
+        return errors.CurrencyRefused("the database refused to mix currencies")
     if isinstance(exc, _UNKNOWN_OUTCOME):
         return errors.TemporarilyUnavailable(type(exc).__name__)
     return None

@@ -6,6 +6,7 @@ from typing import Any, Final
 import asyncpg
 
 from tolem.core.model import Protocol, Provider
+from tolem.db.ledger import require_currency
 
 _SELECT: Final = """
 SELECT id, name, protocol, enabled, allow_ips::text[] AS allow_ips, login, password_hash, secret,
@@ -81,8 +82,12 @@ async def add(
     max_amount_minor: int | None,
     timezone: str | None,
 ) -> Provider:
-    """Registers a provider with its own clearing ledger account."""
+    """Registers a provider with its own clearing ledger account.
+
+    Raises CurrencyMismatch when the database holds money in another currency.
+    """
     async with conn.transaction():
+        await require_currency(conn, currency)
         ledger_id = await conn.fetchval(
             "INSERT INTO ledger_accounts (kind, currency) VALUES ('clearing', $1) RETURNING id",
             currency,

@@ -15,14 +15,16 @@ from tolem.db.pool import domain_error
 
 _log = structlog.get_logger("tolem.store")
 
-_ACCEPT: Final = "SELECT * FROM tolem_accept($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+_ACCEPT: Final = "SELECT * FROM tolem_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 _PERFORM: Final = "SELECT * FROM tolem_perform($1, $2, $3, $4, $5)"
 _CANCEL: Final = "SELECT * FROM tolem_cancel($1, $2, $3, $4)"
 _VOID: Final = "SELECT * FROM tolem_void($1, $2, $3, $4)"
 _EXPIRE_RESERVATIONS: Final = "SELECT tolem_expire_reservations($1, $2, $3, $4)"
 _FIND_PAYER: Final = """
-SELECT py.id AS payer_id, py.account_id, py.name, py.payment_code, a.status
-  FROM payers py JOIN accounts a ON a.id = py.account_id
+SELECT py.id AS payer_id, py.account_id, py.name, py.payment_code, a.status, l.currency
+  FROM payers py
+  JOIN accounts a ON a.id = py.account_id
+  JOIN ledger_accounts l ON l.id = a.ledger_account_id
  WHERE py.payment_code = $1
 """
 PAYMENT_COLUMNS: Final = """
@@ -207,6 +209,7 @@ class PgStore:
             payer_id=row["payer_id"],
             payer_name=row["name"],
             payment_code=row["payment_code"],
+            currency=row["currency"],
         )
         return result, row["status"]
 
@@ -218,6 +221,7 @@ class PgStore:
         credit: bool,
         expire_before: datetime | None,
         expire_reason: int | None,
+        currency: str | None,
     ) -> StoredOutcome:
         # A single statement is its own transaction: one round trip per pay.
         row = await self._run(
@@ -232,6 +236,7 @@ class PgStore:
             credit,
             expire_before,
             expire_reason,
+            currency,
         )
         return _outcome(row)
 

@@ -20,7 +20,12 @@ from tolem.core.service import PaymentService
 from tolem.protocols.auth import address_refusal
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.click import auth, wire
-from tolem.protocols.click.codes import ACCOUNT_BLOCKED_NOTE, WRONG_SERVICE_NOTE, ClickError
+from tolem.protocols.click.codes import (
+    ACCOUNT_BLOCKED_NOTE,
+    CURRENCY_REFUSED_NOTE,
+    WRONG_SERVICE_NOTE,
+    ClickError,
+)
 from tolem.protocols.click.wire import Action, ClickRequest, WireError
 
 _log = structlog.get_logger("tolem.click")
@@ -187,6 +192,8 @@ async def _prepare(
         return _done(log_line, click, ClickError.INCORRECT_AMOUNT)
     except errors.ProviderDisabled:
         return _done(log_line, click, ClickError.TRANSACTION_CANCELLED)
+    except errors.CurrencyRefused:
+        return _done(log_line, click, ClickError.TRANSACTION_CANCELLED, note=CURRENCY_REFUSED_NOTE)
     except errors.IdempotencyConflict as exc:
         # The same click_trans_id came before with other data: refuse, move nothing.
         first = exc.payment
@@ -241,6 +248,9 @@ async def _complete(
         result = await service.perform(provider, payment_id=payment_id)
     except errors.PaymentNotFound:
         return _done(log_line, click, ClickError.TRANSACTION_NOT_FOUND)
+    except errors.CurrencyRefused:
+        # A reservation written across currencies before the database refused them.
+        return _done(log_line, click, ClickError.TRANSACTION_CANCELLED, note=CURRENCY_REFUSED_NOTE)
     except errors.WrongState as refused:
         if refused.payment is not None and refused.payment.state is PaymentState.CREDITED:
             # A concurrent Complete confirmed it first; the failure report changes nothing.

@@ -55,6 +55,8 @@ def from_domain(exc: errors.DomainError) -> tuple[Result, str] | None:
             return Result.SUM_TOO_LARGE, COMMENTS[Result.SUM_TOO_LARGE]
         case errors.ProviderDisabled():
             return Result.FORBIDDEN, "provider disabled"
+        case errors.CurrencyRefused():
+            return Result.FORBIDDEN, "currency refused"
         case errors.IdempotencyConflict():
             return Result.OTHER, "txn_id already used with another account or sum"
         case errors.PaymentNotFound():

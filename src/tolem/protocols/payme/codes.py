@@ -59,6 +59,9 @@ CANNOT_CANCEL: Final = -31007
 CANNOT_PERFORM: Final = -31008
 ACCOUNT_NOT_FOUND: Final = -31050
 ACCOUNT_BLOCKED: Final = -31051
+# Ours within Payme's account range: the account cannot take money in the provider's currency.
+# Final, as every account error; Payme shows the message to the payer.
+CURRENCY_REFUSED: Final = -31052
 
 _NOT_POST_MSG: Final = _msg(
     "Метод запроса должен быть POST",
@@ -156,6 +159,12 @@ _MALFORMED_CODE_MSG: Final = _msg(
     "Invalid payment code: please check the digits",
     "Төлөм коду туура эмес: сандарды текшериңиз",
 )
+_CURRENCY_REFUSED_MSG: Final = _msg(
+    "Лицевой счёт не принимает платежи в этой валюте",
+    "Hisob ushbu valyutadagi to'lovlarni qabul qilmaydi",
+    "The account does not accept payments in this currency",
+    "Эсеп бул валютадагы төлөмдөрдү кабыл албайт",
+)
 _ACCOUNT_BLOCKED_MSG: Final = _msg(
     "Лицевой счёт заблокирован",
     "Hisob bloklangan",
@@ -215,6 +224,11 @@ def cannot_perform(state: PaymentState | None = None, reason: int | None = None)
     return PaymeError(CANNOT_PERFORM, _TIMED_OUT_MSG if timed_out else _CANNOT_PERFORM_MSG)
 
 
+def currency_refused() -> PaymeError:
+    """-31052: the account or the deployment holds another currency than the provider's."""
+    return PaymeError(CURRENCY_REFUSED, _CURRENCY_REFUSED_MSG, ACCOUNT_FIELD)
+
+
 def timed_out() -> PaymeError:
     """-31008 for a CreateTransaction whose Payme time is already past the limit."""
     return PaymeError(CANNOT_PERFORM, _TIMED_OUT_MSG)
@@ -230,6 +244,8 @@ def from_domain(exc: errors.DomainError) -> PaymeError:
             return PaymeError(ACCOUNT_NOT_FOUND, _ACCOUNT_NOT_FOUND_MSG, ACCOUNT_FIELD)
         case errors.AccountBlocked():
             return PaymeError(ACCOUNT_BLOCKED, _ACCOUNT_BLOCKED_MSG, ACCOUNT_FIELD)
+        case errors.CurrencyRefused():
+            return currency_refused()
         case errors.AmountTooSmall():
             return PaymeError(WRONG_AMOUNT, _AMOUNT_SMALL_MSG, AMOUNT_FIELD)
         case errors.AmountTooLarge():
