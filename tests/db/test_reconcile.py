@@ -150,7 +150,7 @@ class TestDiff:
     async def test_a_registry_that_agrees_has_no_differences(
         self, pool: asyncpg.Pool, factory: Factory, service: PaymentService
     ) -> None:
-        """Same ids, amounts, codes and day: agree, and nothing is recorded; cancelled lines we lack agree too."""
+        """Same ids, amounts, codes and day, midnight to midnight: agree, and nothing is recorded."""
         provider = await factory.provider("pay24")
         _, code = await factory.account()
         await pay(service, provider, "1", code, 100_00, at(25, 0, 0, 0))
@@ -312,7 +312,8 @@ class TestResolution:
         [
             "DELETE FROM discrepancies",
             "UPDATE discrepancies SET txn = 'x'",
-            "UPDATE discrepancies SET resolved_at = now(), resolved_by = 'x', resolution_note = 'y', kind = 'day_mismatch'",
+            "UPDATE discrepancies SET resolved_at = now(), resolved_by = 'x', resolution_note = 'y',"
+            " kind = 'day_mismatch'",
             "UPDATE registry_lines SET amount_minor = 1",
             "DELETE FROM registry_lines",
             "UPDATE registries SET sha256 = repeat('0', 64)",
