@@ -218,7 +218,7 @@ _LINE_COLUMNS: Final = (
 # below is two ranges on ix__payments__provider_id__provider_time (provider_time IS NULL is
 # one of them), so the day's payments are found without a scan.
 _DIFF: Final = """
-WITH theirs AS (
+WITH joined AS (
     SELECT l.line_no, l.txn, l.amount_minor, l.payment_code, l.state, l.paid_at,
            p.id AS payment_id, p.amount_minor AS ours_amount, py.payment_code AS ours_code,
            p.state AS ours_state,
@@ -227,6 +227,19 @@ WITH theirs AS (
       LEFT JOIN payments p ON p.provider_id = $2 AND p.external_id = l.txn
       LEFT JOIN payers py ON py.id = p.payer_id
      WHERE l.registry_id = $1
+),
+theirs AS (
+    -- One flag per kind, so only lines that differ somehow are expanded into kinds below.
+    SELECT j.*,
+           j.payment_id IS NULL AND j.state <> 'cancelled' AS missing_ours,
+           j.payment_id IS NOT NULL AND j.amount_minor <> j.ours_amount AS amount_mismatch,
+           j.payment_id IS NOT NULL AND j.payment_code IS NOT NULL
+               AND j.payment_code <> j.ours_code AS code_mismatch,
+           j.payment_id IS NOT NULL AND (j.state, j.ours_state) NOT IN (
+               ('paid', 'credited'), ('cancelled', 'voided'), ('cancelled', 'reversed'),
+               ('pending', 'reserved')) AS state_mismatch,
+           j.payment_id IS NOT NULL AND j.ours_day <> $3::date AS day_mismatch
+      FROM joined j
 ),
 listed AS (
     -- The latest revision of the day before and after, besides this registry.
@@ -243,16 +256,12 @@ diff AS (
            t.state AS theirs_state, t.ours_state, t.ours_day, t.paid_at AS at
       FROM theirs t
      CROSS JOIN LATERAL (VALUES
-        ('missing_ours', t.payment_id IS NULL AND t.state <> 'cancelled'),
-        ('amount_mismatch', t.payment_id IS NOT NULL AND t.amount_minor <> t.ours_amount),
-        ('code_mismatch', t.payment_id IS NOT NULL AND t.payment_code IS NOT NULL
-                          AND t.payment_code <> t.ours_code),
-        ('state_mismatch', t.payment_id IS NOT NULL AND (t.state, t.ours_state) NOT IN (
-            ('paid', 'credited'), ('cancelled', 'voided'), ('cancelled', 'reversed'),
-            ('pending', 'reserved'))),
-        ('day_mismatch', t.payment_id IS NOT NULL AND t.ours_day <> $3::date)
+        ('missing_ours', t.missing_ours), ('amount_mismatch', t.amount_mismatch),
+        ('code_mismatch', t.code_mismatch), ('state_mismatch', t.state_mismatch),
+        ('day_mismatch', t.day_mismatch)
      ) AS k(kind, differs)
      WHERE k.differs
+       AND (t.missing_ours OR t.amount_mismatch OR t.code_mismatch OR t.state_mismatch OR t.day_mismatch)
     UNION ALL
     SELECT 'missing_theirs', p.external_id, NULL, p.id, NULL, p.amount_minor, NULL,
            py.payment_code, NULL, p.state, $3::date, coalesce(p.provider_time, p.created_at)
