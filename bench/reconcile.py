@@ -3,8 +3,8 @@
 Fills a throwaway cluster (or --dsn's server) with N credited payments of one business day
 through the real payment function, plus --other-days × N on the days around it, then writes a
 QIWI registry of that day with known differences: some lines we lack, some payments it lacks,
-some amounts and codes changed. Times the whole command (`tolem reconcile PROVIDER FILE`, in
-process), then its parts: reading the file, and diffing again (the same file, so nothing is
+some amounts and codes changed. Times the whole command (`tolem reconcile PROVIDER FILE`, its
+own process), then its parts: reading the file, and diffing again (the same file, so nothing is
 stored twice). Prints figures and the differences found beside those planted.
 
     python -m bench.reconcile --payments 100000
@@ -12,9 +12,7 @@ stored twice). Prints figures and the differences found beside those planted.
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -28,7 +26,6 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from bench.harness import Database, seed
-from tolem.cli import main as tolem_main
 from tolem.core.model import Protocol
 from tolem.db import providers as provider_db
 from tolem.db import reconcile as reconcile_db
@@ -150,16 +147,19 @@ async def main_async(
             stored = await conn.fetchval("SELECT count(*) FROM payments")
             path = workdir / "kiosk_20261125.txt"
             path.write_text(registry_text(payments, codes), encoding="utf-8")
-            os.environ["TOLEM_DATABASE_URL"] = database.dsn
-            out = io.StringIO()
+            # The command as an operator runs it: its own process, interpreter start included.
+            env = {**os.environ, "TOLEM_DATABASE_URL": database.dsn, "TOLEM_LOG_FORMAT": "json"}
             started = time.perf_counter()
-            with contextlib.redirect_stdout(out):
-                # The command runs its own event loop, as it does from a shell.
-                status = await asyncio.to_thread(
-                    tolem_main, ["reconcile", "kiosk", str(path), "--json", "--operator", "bench"]
-                )
+            run = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tolem", "reconcile", "kiosk", str(path), "--json", "--operator", "b",
+                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await run.communicate()
             command = time.perf_counter() - started
-            report = json.loads(out.getvalue())
+            status = run.returncode
+            if status not in (0, 1):
+                raise RuntimeError(f"tolem reconcile failed ({status}): {err.decode()[-500:]}")
+            report = json.loads(out)
             data = path.read_bytes()
             started = time.perf_counter()
             parsed = formats.parse(
