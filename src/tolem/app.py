@@ -211,13 +211,26 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def metrics_view(_request: web.Request) -> web.Response:
+async def metrics_view(request: web.Request) -> web.Response:
     """Prometheus text exposition."""
     # Pool gauges come from each worker's _pool_gauges task: a scrape reaches only one worker.
+    await _reconciliation_gauges(request.app)
     body = metrics.exposition()
     response = web.Response(body=body)
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
+
+
+# A scrape waits at most this long for the reconciliation gauges, then shows the last values.
+RECONCILIATION_GAUGE_SECONDS: Final = 1.0
+
+
+async def _reconciliation_gauges(app: web.Application) -> None:
+    try:
+        async with asyncio.timeout(RECONCILIATION_GAUGE_SECONDS):
+            await metrics.refresh_reconciliation(app[POOL])
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        _log.warning("reconciliation_gauges_failed", error=type(exc).__name__)
 
 
 class _Expiry:

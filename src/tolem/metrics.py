@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from tolem.core.model import Provider
 from tolem.core.service import Observer
+from tolem.db import reconcile as reconcile_db
 
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
 
@@ -84,6 +85,22 @@ JOURNAL_BUFFERED: Final = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livesum",
 )
+# Read from the database at each scrape (refresh_reconciliation): the freshest worker's value is
+# the truth, so with several workers the most recent one is reported, not a sum.
+DISCREPANCIES_OPEN: Final = Gauge(
+    "tolem_discrepancies_open",
+    "Registry discrepancies not yet resolved, by provider.",
+    ["provider"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
+RECONCILED_DAY: Final = Gauge(
+    "tolem_reconciled_day_timestamp_seconds",
+    "Start (midnight in its zone) of the latest business day whose registry was imported and diffed.",
+    ["provider"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
 ADMIN_REQUESTS: Final = Counter(
     "tolem_admin_requests_total",
     "Admin API calls by route and HTTP status (route none: refused before routing).",
@@ -112,6 +129,14 @@ def observe_gateway(provider: str, command: str, result: str, seconds: float) ->
         _GATEWAY_CHILDREN[key] = children
     children[0].inc()
     children[1].observe(seconds)
+
+
+async def refresh_reconciliation(source: Any) -> None:
+    """Sets the reconciliation gauges from the database (`source`: a pool or connection)."""
+    for provider, count in (await reconcile_db.open_counts(source)).items():
+        DISCREPANCIES_OPEN.labels(provider).set(count)
+    for provider, start in (await reconcile_db.last_reconciled(source)).items():
+        RECONCILED_DAY.labels(provider).set(start.timestamp())
 
 
 def exposition() -> bytes:

@@ -204,11 +204,14 @@ async def test_currency_keys_arrive_on_a_database_that_already_mixed(
     """0010 applies over KGS credited into a UZS account before it: old rows are audited, new ones refused."""
     from tolem.db.audit import audit
 
-    before = tmp_path / "before"
+    before, through = tmp_path / "before", tmp_path / "through"
     before.mkdir()
+    through.mkdir()
     for migration in load_migrations():
         if migration.version < "0010":
             (before / migration.name).write_text(migration.sql, encoding="utf-8")
+        if migration.version <= "0010":
+            (through / migration.name).write_text(migration.sql, encoding="utf-8")
     conn = await asyncpg.connect(empty_database)
     try:
         await migrate(conn, before)
@@ -232,7 +235,7 @@ async def test_currency_keys_arrive_on_a_database_that_already_mixed(
             "SELECT outcome FROM tolem_accept($1, 't-1', 'OLD-1', 500, NULL, NULL, true)", provider_id
         )
         assert accepted == "ok"
-        assert await migrate(conn) == ["0010_currency_integrity.sql"]
+        assert await migrate(conn, through) == ["0010_currency_integrity.sql"]
         keys = await conn.fetch(
             "SELECT conname, convalidated FROM pg_constraint "
             "WHERE conname LIKE 'fk\\_\\_%\\_\\_currency\\_\\_%' ORDER BY conname"

@@ -1,7 +1,8 @@
 """The admin API: support lookups and account care over JSON, behind a bearer token.
 
-Every route is one row of ROUTES; the aiohttp router and the OpenAPI document are both built
-from that table, so the document cannot drift from what is served.
+Every route is one row of ROUTES (or of another module's ROUTES that `routes()` adds); the
+aiohttp router and the OpenAPI document are both built from those tables, so the document cannot
+drift from what is served.
 """
 
 import hmac
@@ -279,29 +280,6 @@ async def account_payments(call: Call) -> BaseModel:
     return m.PaymentPage(items=[_payment(v) for v in page], next_before=page[-1].id if more else None)
 
 
-_PAYMENT_BY_TXN: Final = """
-SELECT p.id, pr.name AS provider, p.external_id, py.payment_code, p.amount_minor, p.currency,
-       p.state, p.created_at
-  FROM payments p
-  JOIN providers pr ON pr.id = p.provider_id
-  JOIN payers py ON py.id = p.payer_id
- WHERE pr.name = $1 AND p.external_id = $2
-"""
-
-
-async def payments(call: Call) -> BaseModel:
-    """The payment a provider's transaction id names, if any."""
-    query: m.PaymentsQuery = call.query
-    async with call.pool.acquire() as conn:
-        if await conn.fetchval("SELECT 1 FROM providers WHERE name = $1", query.provider) is None:
-            raise ApiError(404, "not_found", f"no provider named {query.provider!r}", "provider")
-        rows = await conn.fetch(_PAYMENT_BY_TXN, query.provider, query.txn)
-    return m.PaymentPage(
-        items=[_payment(account_db.PaymentView(**dict(r.items()))) for r in rows],
-        next_before=None,
-    )
-
-
 async def providers(call: Call) -> BaseModel:
     """Every provider, secrets only as present or absent."""
     async with call.pool.acquire() as conn:
@@ -355,8 +333,6 @@ ROUTES: Final = (
           errors=(401, 404)),
     Route("GET", f"/accounts/{_ID}/payments", "account_payments", "An account's payments, newest first",
           account_payments, m.PaymentPage, query=m.PageQuery, errors=(400, 401, 404)),
-    Route("GET", "/payments", "payments", "The payment a provider's transaction id names", payments,
-          m.PaymentPage, query=m.PaymentsQuery, errors=(400, 401, 404)),
     Route("GET", "/providers", "providers", "Providers, secrets only as present or absent", providers,
           m.ProviderList, errors=(401,)),
     Route("GET", "/journal", "journal", "What aggregators asked and what we answered", journal,
@@ -364,6 +340,13 @@ ROUTES: Final = (
     Route("GET", "/openapi.json", "openapi", "This document", _openapi_placeholder, OpenApiDocument,
           errors=(401,)),
 )  # fmt: skip
+
+
+def routes() -> tuple[Route, ...]:
+    """Every admin route: this module's and those of the modules built on it."""
+    from tolem.admin import reports  # noqa: PLC0415 - it imports this module
+
+    return ROUTES + reports.ROUTES
 
 
 # --- plumbing ---------------------------------------------------------------------------------
@@ -424,8 +407,9 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
 
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1, generated from ROUTES and their pydantic models."""
-    inputs = {r.query for r in ROUTES if r.query} | {r.body for r in ROUTES if r.body}
-    outputs = {r.response for r in ROUTES if r.response is not OpenApiDocument} | {m.Error}
+    every = routes()
+    inputs = {r.query for r in every if r.query} | {r.body for r in every if r.body}
+    outputs = {r.response for r in every if r.response is not OpenApiDocument} | {m.Error}
     keys, schema = models_json_schema(
         [(model, "validation") for model in sorted(inputs, key=lambda c: c.__name__)]
         + [(model, "serialization") for model in sorted(outputs, key=lambda c: c.__name__)],
@@ -434,7 +418,7 @@ def openapi_document() -> dict[str, Any]:
     components = schema.get("$defs", {})
     error_ref = keys[(m.Error, "serialization")]
     paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
+    for route in every:
         operation: dict[str, Any] = {"operationId": route.name, "summary": route.summary}
         parameters: list[dict[str, Any]] = []
         if "{account_id}" in route.openapi_path:
@@ -557,7 +541,7 @@ def build_admin_app(settings: Settings, pool: Callable[[], asyncpg.Pool]) -> web
         request[LOG_LINE]["admin"] = "openapi"
         return web.json_response(document)
 
-    for route in ROUTES:
+    for route in routes():
         handler = openapi_view if route.name == "openapi" else _endpoint(route)
         admin.router.add_route(route.method, route.path, handler, name=route.name)
     # Unknown paths answer in the same JSON shape, and only after the token is checked.

@@ -96,13 +96,6 @@ class PageQuery(_Request):
     before: int | None = Field(default=None, ge=1)
 
 
-class PaymentsQuery(_Request):
-    """A provider's transaction id names at most one payment."""
-
-    provider: ProviderName
-    txn: Txn
-
-
 class JournalQuery(PageQuery):
     """Journal filters; times without an offset are read in TOLEM_TIMEZONE."""
 

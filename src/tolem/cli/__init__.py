@@ -10,7 +10,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from tolem import __version__
-from tolem.cli import accounts, db, journal, ledger, providers, serve, sweep
+from tolem.cli import accounts, db, journal, ledger, payments, providers, reconcile, report, serve, sweep
 from tolem.cli.common import Command, DatabaseUnreachable, Parser, Register, UsageError
 from tolem.database import resolve_database
 from tolem.db import migrate as migrate_db
@@ -26,6 +26,9 @@ COMMANDS: Final[tuple[Register, ...]] = (
     accounts.register,
     journal.register,
     sweep.register,
+    payments.register,
+    report.register,
+    reconcile.register,
     db.register,
 )
 # Services that run until stopped: their log is their output, on stdout.

@@ -5,7 +5,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from ipaddress import ip_network
 from typing import Any, Final, NoReturn, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -48,13 +48,13 @@ Register = Callable[[Commands, Parser], None]
 
 
 def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | date):
         return value.isoformat()
     raise TypeError(type(value).__name__)
 
 
 def to_json(data: Any) -> str:
-    """One JSON document; times as ISO 8601."""
+    """One JSON document; times and dates as ISO 8601."""
     return json.dumps(data, default=_json_default, ensure_ascii=False)
 
 

@@ -1,0 +1,1 @@
+"""Aggregators' daily registries: reading their files and the rules the diff applies."""
