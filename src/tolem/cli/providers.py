@@ -184,7 +184,9 @@ async def cmd_provider_add(args: argparse.Namespace, settings: Settings) -> int:
                 timezone=changes.get("timezone"),
             )
         except asyncpg.UniqueViolationError as exc:
-            raise UsageError(f"provider {args.name!r} already exists") from exc
+            raise UsageError(
+                f"provider {args.name!r} already exists; change it with `tolem provider set {args.name} …`"
+            ) from exc
         except CurrencyMismatch as exc:
             raise currency_mismatch(exc, settings) from exc
     data = provider_dict(provider)
@@ -192,9 +194,24 @@ async def cmd_provider_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# What `provider set --clear` may take away, and the column each one empties.
+_CLEARABLE: Final[dict[str, tuple[str, list[str] | None]]] = {
+    "allow-ip": ("allow_ips", []),
+    "login": ("login", None),
+    "min-amount": ("min_amount_minor", None),
+    "max-amount": ("max_amount_minor", None),
+    "timezone": ("timezone", None),
+}
+
+
 async def cmd_provider_set(args: argparse.Namespace, settings: Settings) -> int:
     """Changes a provider's settings."""
     changes = _provider_changes(args)
+    for option in args.clear or []:
+        column, empty = _CLEARABLE[option]
+        if column in changes:
+            raise UsageError(f"--clear {option} and --{option} contradict each other")
+        changes[column] = empty
     if not changes:
         raise UsageError("nothing to change")
     async with connected(settings) as conn:
@@ -242,6 +259,22 @@ async def cmd_provider_disable(args: argparse.Namespace, settings: Settings) -> 
     return await _set_enabled(args, settings, enabled=False)
 
 
+async def cmd_provider_remove(args: argparse.Namespace, settings: Settings) -> int:
+    """Removes a provider that never received a call (a mistyped `provider add`)."""
+    async with connected(settings) as conn:
+        try:
+            await provider_db.remove(conn, args.name)
+        except provider_db.ProviderNotFound as exc:
+            raise UsageError(f"no provider named {args.name!r}") from exc
+        except provider_db.ProviderInUse as exc:
+            raise UsageError(
+                f"provider {args.name!r} has history ({exc}) and stays; `tolem provider disable "
+                f"{args.name}` stops it"
+            ) from exc
+    emit(args, {"name": args.name, "removed": True}, f"removed provider {args.name}")
+    return 0
+
+
 async def cmd_provider_list(args: argparse.Namespace, settings: Settings) -> int:
     """Lists providers (never their secrets)."""
     async with connected(settings) as conn:
@@ -269,26 +302,54 @@ def _provider_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="CIDR",
         help=(
-            "network allowed to call (repeat; with set: replaces the list); host bits must be zero "
-            "(10.0.0.0/8, not 10.0.0.1/8); wider than /8 (IPv6 /32) only with credentials"
+            "network allowed to call; repeat for several (with set: the new list replaces the old); "
+            "host bits must be zero (10.0.0.0/8, not 10.0.0.1/8); wider than /8 (IPv6 /32) only "
+            "with credentials; without any, every address may call and credentials are required"
         ),
     )
-    parser.add_argument("--login", help="HTTP Basic login expected")
-    _secret_options(parser, "password", "HTTP Basic password (Payme: the merchant key)")
-    _secret_options(parser, "secret", "signature key (Click)")
-    parser.add_argument("--service-id", help="our service id at the provider (Click)")
-    parser.add_argument("--min-amount", metavar="DEC", help="smallest amount, e.g. 10.00")
-    parser.add_argument("--max-amount", metavar="DEC", help="largest amount, e.g. 50000.00")
-    parser.add_argument("--timezone", help="zone of the provider's local timestamps")
+    parser.add_argument("--login", help="HTTP Basic login the provider sends (Payme: default Paycom)")
+    _secret_options(
+        parser, "password", "HTTP Basic password, stored only as a hash (Payme: the merchant key; required)"
+    )
+    _secret_options(parser, "secret", "signature key (Click: the secret key; required)")
+    parser.add_argument("--service-id", metavar="ID", help="our service id at the provider (Click: required)")
+    parser.add_argument(
+        "--min-amount",
+        metavar="DEC",
+        help="smallest amount accepted, in major units (som): 10.00; default no limit",
+    )
+    parser.add_argument(
+        "--max-amount",
+        metavar="DEC",
+        help="largest amount accepted, in major units (som): 50000.00; default no limit",
+    )
+    parser.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        help="IANA zone of the provider's local timestamps and days (default TOLEM_TIMEZONE)",
+    )
 
 
 def register(commands: Commands, common: Parser) -> None:
-    """`tolem provider add|list|set|enable|disable`."""
+    """`tolem provider add|list|set|enable|disable|remove`."""
     provider = commands.add_parser("provider", parents=[common], help="aggregator connections")
     p_cmds = provider.add_subparsers(dest="provider_command", required=True, parser_class=Parser)
-    add = p_cmds.add_parser("add", parents=[common], epilog=_SECRETS_HELP)
-    add.add_argument("name")
-    add.add_argument("--protocol", required=True, choices=PROTOCOLS)
+    add = p_cmds.add_parser(
+        "add",
+        parents=[common],
+        help="register an aggregator",
+        description="Registers an aggregator; it calls tolem at /gw/NAME.",
+        epilog=_SECRETS_HELP,
+    )
+    add.add_argument(
+        "name", metavar="NAME", help="1-32 of a-z 0-9 _ -; becomes the gateway URL path /gw/NAME"
+    )
+    add.add_argument(
+        "--protocol",
+        required=True,
+        choices=PROTOCOLS,
+        help="how the aggregator speaks: osmp (QIWI and its clones, Elsom), payme, click",
+    )
     add.add_argument(
         "--currency",
         metavar="ISO",
@@ -296,12 +357,31 @@ def register(commands: Commands, common: Parser) -> None:
     )
     _provider_options(add)
     add.set_defaults(run=cmd_provider_add)
-    p_cmds.add_parser("list", parents=[common]).set_defaults(run=cmd_provider_list)
-    set_ = p_cmds.add_parser("set", parents=[common], epilog=_SECRETS_HELP)
-    set_.add_argument("name")
+    p_cmds.add_parser(
+        "list", parents=[common], help="list providers (secrets only as present or absent)"
+    ).set_defaults(run=cmd_provider_list)
+    set_ = p_cmds.add_parser(
+        "set",
+        parents=[common],
+        help="change a provider's settings",
+        description="Changes the given settings of a provider; the others stay as they are.",
+        epilog=_SECRETS_HELP,
+    )
+    set_.add_argument("name", metavar="NAME", help="the provider, as in /gw/NAME")
     _provider_options(set_)
+    set_.add_argument(
+        "--clear",
+        action="append",
+        choices=sorted(_CLEARABLE),
+        help="empty a setting (repeat for several): no allow-list, no login, no limit, the default zone",
+    )
     set_.set_defaults(run=cmd_provider_set)
-    for verb, run in (("disable", cmd_provider_disable), ("enable", cmd_provider_enable)):
-        sub = p_cmds.add_parser(verb, parents=[common])
-        sub.add_argument("name")
+    verbs = (
+        ("disable", cmd_provider_disable, "stop a provider: its gateway answers 404, no money moves"),
+        ("enable", cmd_provider_enable, "let a disabled provider move money again"),
+        ("remove", cmd_provider_remove, "delete a provider that never received a call (else: disable)"),
+    )
+    for verb, run, summary in verbs:
+        sub = p_cmds.add_parser(verb, parents=[common], help=summary, description=f"{summary}.")
+        sub.add_argument("name", metavar="NAME", help="the provider, as in /gw/NAME")
         sub.set_defaults(run=run)

@@ -34,6 +34,10 @@ class ProviderNotFound(LookupError):
     """No provider with that name."""
 
 
+class ProviderInUse(Exception):
+    """The provider has history (calls, payments, registries): it may be disabled, not removed."""
+
+
 def provider_from_row(row: Any) -> Provider:
     """A Provider from a row of _SELECT."""
     return Provider(
@@ -130,3 +134,28 @@ async def update(conn: asyncpg.Connection, name: str, changes: dict[str, Any]) -
             if done == "UPDATE 0":
                 raise ProviderNotFound(name)
         return await get(conn, name)
+
+
+async def remove(conn: asyncpg.Connection, name: str) -> None:
+    """Removes a provider that never received a call, with its (empty) clearing account.
+
+    Raises ProviderNotFound, or ProviderInUse when any call of it was journaled or anything
+    refers to it (payments, registries): its history must stay explainable.
+    """
+    async with conn.transaction():
+        # The row lock makes a pay that is inserting a payment of this provider finish first
+        # (its foreign key check holds a key-share lock), so the count below sees it.
+        row = await conn.fetchrow(
+            "SELECT id, clearing_ledger_account_id FROM providers WHERE name = $1 FOR UPDATE", name
+        )
+        if row is None:
+            raise ProviderNotFound(name)
+        calls = await conn.fetchval("SELECT count(*) FROM request_journal WHERE provider = $1", name)
+        payments = await conn.fetchval("SELECT count(*) FROM payments WHERE provider_id = $1", row["id"])
+        if calls or payments:
+            raise ProviderInUse(f"{calls} journaled call(s), {payments} payment(s)")
+        try:
+            await conn.execute("DELETE FROM providers WHERE id = $1", row["id"])
+            await conn.execute("DELETE FROM ledger_accounts WHERE id = $1", row["clearing_ledger_account_id"])
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise ProviderInUse(exc.table_name or "other records refer to it") from exc
