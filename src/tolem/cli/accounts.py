@@ -132,26 +132,56 @@ def register(commands: Commands, common: Parser) -> None:
     """`tolem account create|show|block|unblock|import` and `tolem payer add`."""
     account = commands.add_parser("account", parents=[common], help="customer accounts")
     a_cmds = account.add_subparsers(dest="account_command", required=True, parser_class=Parser)
-    create = a_cmds.add_parser("create", parents=[common])
-    create.add_argument("--email", required=True)
-    create.add_argument("--name", required=True)
-    create.add_argument("--service", action="append")
+    create = a_cmds.add_parser(
+        "create",
+        parents=[common],
+        help="create an account with its first payer; prints the account id and payment code",
+        description="Creates an account (balance 0 in TOLEM_CURRENCY) and its first payer, whose "
+        "payment code the customer types at the kiosk.",
+    )
+    create.add_argument(
+        "--email", required=True, help="contact email; support finds the account by it (warned when taken)"
+    )
+    create.add_argument(
+        "--name", required=True, help='full name as in the cabinet ("Asanov Asan"); the first payer\'s name'
+    )
+    create.add_argument(
+        "--service",
+        action="append",
+        metavar="NAME",
+        help="a hosted service (domain, server) support can find the account by; repeat for several",
+    )
     create.set_defaults(run=cmd_account_create)
-    show = a_cmds.add_parser("show", parents=[common])
-    show.add_argument("account_id", nargs="?", type=int)
-    show.add_argument("--code")
-    show.add_argument("--email")
-    show.add_argument("--service")
+    show = a_cmds.add_parser(
+        "show",
+        parents=[common],
+        help="balance, payers and codes, last payments: by id, code, email or service",
+        description="Shows the accounts matching exactly one key: balance, payers and their codes, "
+        "services, last payments (times in TOLEM_TIMEZONE).",
+    )
+    show.add_argument("account_id", metavar="ACCOUNT_ID", nargs="?", type=int, help="the account's id")
+    show.add_argument("--code", help="a payment code (spaces ignored)")
+    show.add_argument("--email", help="the contact email (case-blind)")
+    show.add_argument("--service", metavar="NAME", help="a service name (case-blind)")
     show.set_defaults(run=cmd_account_show)
-    for verb, run in (("block", cmd_account_block), ("unblock", cmd_account_unblock)):
-        sub = a_cmds.add_parser(verb, parents=[common])
-        sub.add_argument("account_id", type=int)
+    for verb, run, summary in (
+        ("block", cmd_account_block, "block an account: its codes stop accepting payments"),
+        ("unblock", cmd_account_unblock, "let a blocked account be paid again"),
+    ):
+        sub = a_cmds.add_parser(verb, parents=[common], help=summary, description=f"{summary}.")
+        sub.add_argument("account_id", metavar="ACCOUNT_ID", type=int, help="the account's id")
         sub.set_defaults(run=run)
     imports.register(a_cmds, common)
 
     payer = commands.add_parser("payer", parents=[common], help="payers and their codes")
     pay_cmds = payer.add_subparsers(dest="payer_command", required=True, parser_class=Parser)
-    padd = pay_cmds.add_parser("add", parents=[common])
-    padd.add_argument("account_id", type=int)
-    padd.add_argument("--name")
+    padd = pay_cmds.add_parser(
+        "add",
+        parents=[common],
+        help="add a payer to an account: a new payment code; prints it",
+        description="Adds a payer (a person or company paying into the account) with a new payment "
+        "code; codes are never changed or reused.",
+    )
+    padd.add_argument("account_id", metavar="ACCOUNT_ID", type=int, help="the account paid into")
+    padd.add_argument("--name", help="the payer's name (default: the account's name)")
     padd.set_defaults(run=cmd_payer_add)

@@ -210,5 +210,5 @@ def register(a_cmds: Commands, common: Parser) -> None:
             "Exit status 1 when any row was refused, 2 when the file itself is unusable."
         ),
     )
-    imp.add_argument("file")
+    imp.add_argument("file", metavar="FILE.csv", help="the CSV file (UTF-8, with a header row)")
     imp.set_defaults(run=cmd_account_import)

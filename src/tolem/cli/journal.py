@@ -96,15 +96,21 @@ def register(commands: Commands, common: Parser) -> None:
     journal = commands.add_parser(
         "journal", parents=[common], help="what aggregators asked and what we answered"
     )
-    journal.add_argument("--provider")
+    journal.add_argument("--provider", metavar="NAME", help="only this provider's calls")
     journal.add_argument("--txn", help="the provider's transaction id")
     journal.add_argument("--code", help="payment code (matched by its masked form)")
     journal.add_argument("--since", help="ISO date or date-time (zone: TOLEM_TIMEZONE unless given)")
     journal.add_argument("--until", help="ISO date or date-time, exclusive")
-    journal.add_argument("--limit", type=int, default=100)
+    journal.add_argument(
+        "--limit", type=int, default=100, metavar="N", help="at most N calls (1-10000, default 100)"
+    )
     journal.set_defaults(run=cmd_journal)
     j_cmds = journal.add_subparsers(dest="journal_command", parser_class=Parser)
-    archive = j_cmds.add_parser("archive", parents=[common])
+    archive = j_cmds.add_parser(
+        "archive",
+        parents=[common],
+        help="move old calls into a JSON-lines file, then delete them (payments untouched)",
+    )
     archive.add_argument("--before", required=True, help="ISO date or date-time, exclusive")
     archive.add_argument("--to", required=True, metavar="FILE.jsonl", help="new file to write")
     archive.set_defaults(run=cmd_journal_archive)

@@ -38,10 +38,19 @@ async def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(commands: Commands, common: Parser) -> None:
     """`tolem audit` and `tolem migrate`."""
-    commands.add_parser("audit", parents=[common], help="verify the ledger's invariants").set_defaults(
-        run=cmd_audit
-    )
+    commands.add_parser(
+        "audit",
+        parents=[common],
+        help="verify the ledger's invariants",
+        description="Checks, in one snapshot, that balances equal their entries, each currency sums "
+        "to zero, each payment has exactly the transfers its state needs and no transfer was changed; "
+        "exit status 1 with the list of violations, progress on stderr.",
+    ).set_defaults(run=cmd_audit)
     # The one command that sets up a database, so the one that may create the private cluster.
-    commands.add_parser("migrate", parents=[common], help="apply pending migrations").set_defaults(
-        run=cmd_migrate, cluster="create"
-    )
+    commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="apply pending migrations (creates the private cluster if needed)",
+        description="Applies pending sql/migrations in order, each in its own transaction, under an "
+        "advisory lock; safe to run twice or from two hosts at once.",
+    ).set_defaults(run=cmd_migrate, cluster="create")

@@ -104,8 +104,8 @@ def register(commands: Commands, common: Parser) -> None:
             "names the zone."
         ),
     )
-    export.add_argument("--provider", required=True)
-    export.add_argument("--day", required=True, metavar="YYYY-MM-DD")
-    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--provider", required=True, metavar="NAME", help="the provider whose payments")
+    export.add_argument("--day", required=True, metavar="YYYY-MM-DD", help="a day in the provider's zone")
+    export.add_argument("--format", choices=("csv", "json"), default="csv", help="default csv")
     export.add_argument("--out", metavar="FILE", help="new file to write (default: standard output)")
     export.set_defaults(run=cmd_payments_export)

@@ -348,8 +348,8 @@ async def cmd_credit(args: argparse.Namespace, settings: Settings) -> int:
 
 def _subparsers(common: Parser) -> dict[str, Parser]:
     run = Parser(prog="tolem reconcile", parents=[common], description="Import a registry and diff it.")
-    run.add_argument("provider")
-    run.add_argument("file")
+    run.add_argument("provider", metavar="PROVIDER", help="the provider whose registry it is")
+    run.add_argument("file", metavar="FILE", help="the registry: OSMP tabs, CSV (--map) or Payme JSON")
     run.add_argument("--format", choices=[f.value for f in formats.Format], help="default: by protocol")
     run.add_argument("--day", metavar="YYYY-MM-DD", help="the day it covers (default: most lines' date)")
     run.add_argument("--zone", help="zone of the registry's times (default: the provider's)")
@@ -358,7 +358,9 @@ def _subparsers(common: Parser) -> dict[str, Parser]:
     )
     run.add_argument("--delimiter", default=",", help="csv: one character, or tab / semicolon")
     run.add_argument("--time-format", help="csv: strptime pattern (default ISO 8601)")
-    run.add_argument("--amount-unit", choices=("major", "minor"), default="major")
+    run.add_argument(
+        "--amount-unit", choices=("major", "minor"), default="major", help="csv: amounts in som or tyiyn"
+    )
     run.add_argument("--paid-values", help="csv: comma-separated state values meaning paid")
     run.add_argument("--cancelled-values", help="csv: comma-separated state values meaning cancelled")
     run.add_argument("--pending-values", help="csv: comma-separated state values meaning not performed")
@@ -371,14 +373,14 @@ def _subparsers(common: Parser) -> dict[str, Parser]:
     listing = Parser(
         prog="tolem reconcile list", parents=[common], description="Discrepancies, newest first."
     )
-    listing.add_argument("--provider")
+    listing.add_argument("--provider", metavar="NAME", help="only this provider's")
     listing.add_argument("--all", action="store_true", help="resolved ones too")
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--limit", type=int, default=100, metavar="N", help="at most N (default 100)")
     listing.set_defaults(run=cmd_list)
 
     resolve = Parser(prog="tolem reconcile resolve", parents=[common], description="Resolve a discrepancy.")
-    resolve.add_argument("id", type=int)
-    resolve.add_argument("--note", required=True)
+    resolve.add_argument("id", metavar="ID", type=int, help="the discrepancy, as `reconcile list` shows it")
+    resolve.add_argument("--note", required=True, help="why it is resolved; kept with who and when")
     resolve.add_argument("--operator", help="who resolves (default: the OS user)")
     resolve.set_defaults(run=cmd_resolve)
 
@@ -387,8 +389,8 @@ def _subparsers(common: Parser) -> dict[str, Parser]:
         parents=[common],
         description="Credit a payment the registry lists and we lack (missing_ours), then resolve.",
     )
-    credit.add_argument("id", type=int)
-    credit.add_argument("--note")
+    credit.add_argument("id", metavar="ID", type=int, help="a missing_ours discrepancy")
+    credit.add_argument("--note", help="kept with the resolution (default: says it was credited)")
     credit.add_argument("--operator", help="who credits (default: the OS user)")
     credit.set_defaults(run=cmd_credit)
     return {"run": run, "list": listing, "resolve": resolve, "credit": credit}
@@ -404,8 +406,12 @@ def register(commands: Commands, common: Parser) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("target", metavar="PROVIDER|list|resolve|credit|run")
-    parser.add_argument("rest", nargs=argparse.REMAINDER, metavar="...")
+    parser.add_argument(
+        "target",
+        metavar="PROVIDER|list|resolve|credit|run",
+        help="a provider (diff FILE against it), or what to do with discrepancies",
+    )
+    parser.add_argument("rest", nargs=argparse.REMAINDER, metavar="...", help="FILE and options; see above")
 
     async def dispatch(args: argparse.Namespace, settings: Settings) -> int:
         # A provider may be named like nothing else here, so a subcommand's name wins and

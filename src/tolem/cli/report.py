@@ -114,7 +114,7 @@ def register(commands: Commands, common: Parser) -> None:
             "(--timezone, else TOLEM_TIMEZONE). Without dates: yesterday."
         ),
     )
-    daily.add_argument("--provider")
+    daily.add_argument("--provider", metavar="NAME", help="only this provider (default: all)")
     daily.add_argument("--from", dest="since", metavar="YYYY-MM-DD", help="first day")
     daily.add_argument("--to", metavar="YYYY-MM-DD", help="last day (inclusive)")
     daily.set_defaults(run=cmd_report_daily)

@@ -187,8 +187,20 @@ async def _check_serve(settings: Settings) -> list[str]:
 
 def register(commands: Commands, common: Parser) -> None:
     """`tolem serve [--host H] [--port P] [--workers N]`."""
-    parser = commands.add_parser("serve", parents=[common], help="run the HTTP service")
-    parser.add_argument("--host")
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--workers", type=int)
+    parser = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="run the HTTP service",
+        description="Runs the gateway, /healthz, /readyz, /metrics and (with TOLEM_ADMIN_TOKEN) "
+        "/admin until stopped; refuses to start while migrations are pending or the address is taken. "
+        "Each option wins over its environment variable.",
+    )
+    parser.add_argument("--host", help="address to listen on (TOLEM_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (TOLEM_PORT, default 8080)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="server processes sharing the one listening socket (TOLEM_WORKERS, default 1)",
+    )
     parser.set_defaults(run=None)
