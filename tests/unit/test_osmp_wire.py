@@ -31,7 +31,7 @@ ZONE = ZoneInfo("Asia/Bishkek")
     ],
 )
 def test_every_core_refusal_has_a_final_code(exc: errors.DomainError, result: Result) -> None:
-    """Each refusal the core raises maps to the code interfaces.md gives it."""
+    """Each refusal the core raises maps to the code docs/osmp.md gives it."""
     mapped = codes.from_domain(exc)
     assert mapped is not None
     assert mapped[0] is result

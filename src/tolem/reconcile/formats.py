@@ -1,6 +1,6 @@
 """Reading aggregators' registry files into lines, strictly: one bad line refuses the file.
 
-Three formats (protocols.md §1.8, §3.3, §6):
+Three formats:
 
 * ``qiwi``: the QIWI/OSMP provider registry, one tab-separated line per payment
   (``txn_id  date  time  account  sum``) and a last line ``Total: <count> <sum>`` that must
@@ -402,7 +402,7 @@ def parse_csv(text: str, *, zone: ZoneInfo, key: TxnKey, mapping: CsvMapping) ->
 
 # --- Payme GetStatement -------------------------------------------------------------------------
 
-# Payme's transaction states (protocols.md §3.2).
+# Payme's transaction states (Merchant API: 1 created, 2 performed, -1 / -2 cancelled).
 _PAYME_STATES: Final = {
     1: LineState.PENDING,
     2: LineState.PAID,

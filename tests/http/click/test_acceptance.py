@@ -1,4 +1,4 @@
-"""Click's acceptance checklist (protocols.md §4.5 / §8), one test per script of its test tool.
+"""Click's acceptance checklist (docs/click.md), one test per script of its test tool.
 
 docs/click.md maps each script to the test here. Every test asserts the whole answer and
 whether money moved.

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from tests.fuzzing import FUZZ, money
 from tests.http.osmp.conftest import URL, XML_TYPE, OsmpWorld
 
-# Every result the OSMP adapter may answer with (interfaces.md's table).
+# Every result the OSMP adapter may answer with (docs/osmp.md, "Answers").
 KNOWN_RESULTS = {0, 1, 4, 5, 7, 79, 241, 242, 300}
 _ANSWER = re.compile(
     r'^<\?xml version="1\.0" encoding="UTF-8"\?>\n<response>(?P<inner>.*)</response>\n$', re.DOTALL

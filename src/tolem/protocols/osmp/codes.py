@@ -12,7 +12,7 @@ from tolem.core import errors
 
 
 class Result(enum.IntEnum):
-    """The `<result>` values we answer (interfaces.md, "Protocol notes")."""
+    """The `<result>` values we answer (docs/osmp.md, "Answers")."""
 
     OK = 0
     TEMPORARY = 1
