@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     provider_cache_seconds: float = Field(default=2.0, ge=0)
     # Where the private cluster lives when no database URL is given.
     data_dir: str = ".tolem"
+    # The operator console under /ops/ (operators log in with their own passwords).
+    ops_console: bool = True
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

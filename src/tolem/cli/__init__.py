@@ -10,7 +10,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from tolem import __version__
-from tolem.cli import accounts, journal, ledger, providers, serve, sweep
+from tolem.cli import accounts, journal, ledger, operators, providers, serve, sweep
 from tolem.cli.common import Command, DatabaseUnreachable, Parser, Register, UsageError
 from tolem.database import resolve_database
 from tolem.db import migrate as migrate_db
@@ -26,6 +26,7 @@ COMMANDS: Final[tuple[Register, ...]] = (
     accounts.register,
     journal.register,
     sweep.register,
+    operators.register,
 )
 # Services that run until stopped: their log is their output, on stdout.
 _LONG_RUNNING: Final = frozenset({"serve", "sweep"})

@@ -1,0 +1,113 @@
+"""The console's own reads: a provider's transaction id found in any provider, and today's
+totals per provider, each provider's day in its own zone."""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Final
+
+import asyncpg
+
+from tolem.db.accounts import PaymentView
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentHit:
+    """A payment a transaction id names, with its account."""
+
+    account_id: int
+    payment: PaymentView
+
+
+# The unique key leads with provider_id, so the id is looked up once per provider (a handful)
+# through that key rather than by a scan of every payment for external_id alone.
+_PAYMENTS_BY_TXN: Final = """
+SELECT p.account_id, p.id, pr.name AS provider, p.external_id, py.payment_code, p.amount_minor,
+       p.currency, p.state, p.created_at
+  FROM providers pr
+  JOIN payments p ON p.provider_id = pr.id AND p.external_id = $1
+  JOIN payers py ON py.id = p.payer_id
+ ORDER BY pr.name
+"""
+
+
+async def payments_by_txn(conn: asyncpg.Connection, txn: str) -> list[PaymentHit]:
+    """Every payment whose provider's transaction id is `txn`, whatever the provider."""
+    rows = await conn.fetch(_PAYMENTS_BY_TXN, txn)
+    hits = []
+    for row in rows:
+        values = dict(row.items())
+        account_id = values.pop("account_id")
+        hits.append(PaymentHit(account_id=account_id, payment=PaymentView(**values)))
+    return hits
+
+
+async def lock_account_status(conn: asyncpg.Connection, account_id: int) -> str | None:
+    """The account's status, its row locked until the caller's transaction ends (None: no
+    such account), so that a change and its record agree on what it was before."""
+    status: str | None = await conn.fetchval(
+        "SELECT status FROM accounts WHERE id = $1 FOR UPDATE", account_id
+    )
+    return status
+
+
+@dataclass(frozen=True, slots=True)
+class DayTotal:
+    """Money a provider moved on its current day, by currency."""
+
+    provider: str
+    zone: str
+    day: date
+    day_start: datetime
+    currency: str
+    credited_count: int
+    credited_minor: int
+    reversed_count: int
+    reversed_minor: int
+
+    @property
+    def net_minor(self) -> int:
+        """What the provider owes us for the day so far."""
+        return self.credited_minor - self.reversed_minor
+
+
+# Money moves only through transfers, so the day's totals are its transfers: a top-up debits
+# the provider's clearing account, a reversal credits it. A provider's day runs from midnight
+# to midnight in its own zone (or the deployment's), whatever the session's zone.
+_TODAY: Final = """
+WITH days AS (
+    SELECT pr.id, pr.name, pr.currency, pr.clearing_ledger_account_id AS clearing,
+           coalesce(pr.timezone, $1) AS zone,
+           date_trunc('day', coalesce($2::timestamptz, now()) AT TIME ZONE coalesce(pr.timezone, $1)) AS local_midnight
+      FROM providers pr
+)
+SELECT d.name AS provider, d.zone, d.local_midnight::date AS day,
+       d.local_midnight AT TIME ZONE d.zone AS day_start,
+       coalesce(t.currency, d.currency) AS currency,
+       count(t.id) FILTER (WHERE t.code = 'topup') AS credited_count,
+       coalesce(sum(t.amount_minor) FILTER (WHERE t.code = 'topup'), 0) AS credited_minor,
+       count(t.id) FILTER (WHERE t.code = 'reversal') AS reversed_count,
+       coalesce(sum(t.amount_minor) FILTER (WHERE t.code = 'reversal'), 0) AS reversed_minor
+  FROM days d
+  LEFT JOIN transfers t
+         ON (t.debit_ledger_account_id = d.clearing OR t.credit_ledger_account_id = d.clearing)
+        AND t.created_at >= d.local_midnight AT TIME ZONE d.zone
+        AND t.created_at < (d.local_midnight + interval '1 day') AT TIME ZONE d.zone
+        AND t.created_at <= coalesce($2::timestamptz, now())
+ GROUP BY d.name, d.zone, d.local_midnight, coalesce(t.currency, d.currency)
+ ORDER BY d.name, currency
+"""
+
+
+async def today_totals(
+    conn: asyncpg.Connection, default_zone: str, *, at: datetime | None = None
+) -> list[DayTotal]:
+    """Per provider (and currency), what was credited and reversed on its local day that
+    holds `at` (now, unless given), from local midnight up to `at`."""
+    rows = await conn.fetch(_TODAY, default_zone, at)
+    return [DayTotal(**_fields(r)) for r in rows]
+
+
+def _fields(row: Any) -> dict[str, Any]:
+    values = dict(row.items())
+    values["currency"] = values["currency"].strip()
+    return values
