@@ -82,7 +82,8 @@ CREATE TABLE operator_login_throttles (
     CONSTRAINT ck__operator_login_throttles__failures CHECK (failures >= 0)
 );
 COMMENT ON TABLE operator_login_throttles IS 'Failed console logins per operator name and per caller address, and the lockouts they caused.';
-COMMENT ON COLUMN operator_login_throttles.scope IS 'operator: key is the login name as typed (lower case), known or not; address: key is the caller''s IP address.';
+COMMENT ON COLUMN operator_login_throttles.scope IS 'operator: failures of one login name; address: failures from one caller address.';
+COMMENT ON COLUMN operator_login_throttles.key IS 'The login name as typed, lower case, whether or not an operator has it; or the caller''s IP address.';
 COMMENT ON COLUMN operator_login_throttles.failures IS 'Attempts counted since the last quiet period; a success forgets the operator''s count.';
 COMMENT ON COLUMN operator_login_throttles.last_attempt_at IS 'Last counted attempt; a long enough quiet period starts the count again.';
 COMMENT ON COLUMN operator_login_throttles.locked_until IS 'Until then every login for this key is refused unchecked and uncounted.';

@@ -74,11 +74,13 @@ class DayTotal:
 # the provider's clearing account, a reversal credits it. A provider's day runs from midnight
 # to midnight in its own zone (or the deployment's), whatever the session's zone.
 _TODAY: Final = """
-WITH days AS (
-    SELECT pr.id, pr.name, pr.currency, pr.clearing_ledger_account_id AS clearing,
-           coalesce(pr.timezone, $1) AS zone,
-           date_trunc('day', coalesce($2::timestamptz, now()) AT TIME ZONE coalesce(pr.timezone, $1)) AS local_midnight
+WITH zones AS (
+    SELECT pr.name, pr.currency, pr.clearing_ledger_account_id AS clearing,
+           coalesce(pr.timezone, $1) AS zone
       FROM providers pr
+), days AS (
+    SELECT z.*, date_trunc('day', coalesce($2::timestamptz, now()) AT TIME ZONE z.zone) AS local_midnight
+      FROM zones z
 )
 SELECT d.name AS provider, d.zone, d.local_midnight::date AS day,
        d.local_midnight AT TIME ZONE d.zone AS day_start,
