@@ -142,6 +142,14 @@ async def osmp_pay(
     return body
 
 
+async def osmp_cancel(client: TestClient[Any, Any], txn: str, provider: str = "kiosk") -> str:
+    """Cancels (reverses) a paid transaction through the real OSMP gateway, journaled."""
+    async with client.get(f"/gw/{provider}", params={"command": "cancel", "txn_id": txn}) as response:
+        body = await response.text()
+    await client.app[JOURNAL].flush()
+    return body
+
+
 async def osmp_check(
     client: TestClient[Any, Any], code: str, txn: str, amount: str, provider: str = "kiosk"
 ) -> str:

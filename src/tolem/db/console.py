@@ -86,9 +86,9 @@ SELECT d.name AS provider, d.zone, d.local_midnight::date AS day,
        d.local_midnight AT TIME ZONE d.zone AS day_start,
        coalesce(t.currency, d.currency) AS currency,
        count(t.id) FILTER (WHERE t.code = 'topup') AS credited_count,
-       coalesce(sum(t.amount_minor) FILTER (WHERE t.code = 'topup'), 0) AS credited_minor,
+       coalesce(sum(t.amount_minor) FILTER (WHERE t.code = 'topup'), 0)::bigint AS credited_minor,
        count(t.id) FILTER (WHERE t.code = 'reversal') AS reversed_count,
-       coalesce(sum(t.amount_minor) FILTER (WHERE t.code = 'reversal'), 0) AS reversed_minor
+       coalesce(sum(t.amount_minor) FILTER (WHERE t.code = 'reversal'), 0)::bigint AS reversed_minor
   FROM days d
   LEFT JOIN transfers t
          ON (t.debit_ledger_account_id = d.clearing OR t.credit_ledger_account_id = d.clearing)

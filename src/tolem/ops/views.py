@@ -209,7 +209,8 @@ async def search(request: web.Request) -> web.StreamResponse:
         return redirect(f"{PREFIX}/")
     t = i18n.translator(request[LANGUAGE])
     if len(query) > _MAX_QUERY:
-        return render(request, "search.html", {"query": query[:_MAX_QUERY], "hint": "search_too_long"})
+        context = {"query": query[:_MAX_QUERY], "hint": "search_too_long", "accounts": [], "calls": []}
+        return render(request, "search.html", context)
     reasons: dict[int, list[str]] = {}
     at_payment: dict[int, int] = {}
     hint = None
