@@ -159,10 +159,10 @@ class TestAccountPage:
         first, second = payment_block(page.text, "1001"), payment_block(page.text, "1002")
         first_text, second_text = text_of(first), text_of(second)
         assert "kiosk 1001" in first_text and "150.00 KGS зачислен" in first_text
-        assert "запросов: 3" in first_text  # check, pay, repeated pay
+        assert "Запросы шлюза: 3" in first_text  # check, pay, repeated pay
         assert first_text.count(" pay ") == 2 and " check " in first_text
         assert "1 250.50 KGS возвращён после зачисления" in second_text
-        assert "запросов: 2" in second_text and " cancel " in second_text
+        assert "Запросы шлюза: 2" in second_text and " cancel " in second_text
         assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+06:00", first_text)
 
     async def test_refused_calls_for_the_accounts_codes_are_shown(

@@ -209,13 +209,20 @@ async def search(request: web.Request) -> web.StreamResponse:
         return redirect(f"{PREFIX}/")
     t = i18n.translator(request[LANGUAGE])
     if len(query) > _MAX_QUERY:
-        context = {"query": query[:_MAX_QUERY], "hint": "search_too_long", "accounts": [], "calls": []}
+        context: dict[str, Any] = {
+            "query": query[:_MAX_QUERY],
+            "hint": "search_too_long",
+            "accounts": [],
+            "calls": [],
+            "currencies": {},
+        }
         return render(request, "search.html", context)
     reasons: dict[int, list[str]] = {}
     at_payment: dict[int, int] = {}
     hint = None
     calls: list[journal_db.JournalRow] = []
     async with pool(request).acquire() as conn:
+        currencies = {name: p.currency for name, p in (await provider_db.load_all(conn)).items()}
         code = normalize(query)
         if classify(code) is not CodeShape.MALFORMED:
             for found in await account_db.find_account_ids(conn, code=code):
@@ -235,7 +242,7 @@ async def search(request: web.Request) -> web.StreamResponse:
                 at_payment.setdefault(hit.account_id, hit.payment.id)
             if not hits:
                 # No payment, but the aggregator may have asked and been refused: show that.
-                for name in await provider_db.load_all(conn):
+                for name in currencies:
                     where = journal_db.JournalFilter(provider=name, txn=query)
                     calls += await journal_db.search(conn, where, limit=CALLS_SHOWN)
         if len(reasons) == 1 and not calls:
@@ -247,9 +254,14 @@ async def search(request: web.Request) -> web.StreamResponse:
             for i, why in list(reasons.items())[:ACCOUNTS_LISTED]
         ]
     calls.sort(key=lambda row: row.id, reverse=True)
-    return render(
-        request, "search.html", {"query": query, "hint": hint, "accounts": accounts, "calls": calls}
-    )
+    context = {
+        "query": query,
+        "hint": hint,
+        "accounts": accounts,
+        "calls": calls,
+        "currencies": currencies,
+    }
+    return render(request, "search.html", context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +312,7 @@ async def account(request: web.Request) -> web.StreamResponse:
             where = journal_db.JournalFilter(provider=payment.provider, txn=payment.external_id)
             payments.append(PaymentItem(payment, await journal_db.search(conn, where, limit=CALLS_SHOWN)))
         older = page[PAYMENTS_PER_PAGE - 1].id if len(page) > PAYMENTS_PER_PAGE else None
+        currencies = {name: p.currency for name, p in (await provider_db.load_all(conn)).items()}
         calls: list[journal_db.JournalRow] = []
         for payer in view.payers:
             where = journal_db.JournalFilter(code=payer.payment_code)
@@ -326,6 +339,7 @@ async def account(request: web.Request) -> web.StreamResponse:
             "changes": changes,
             "views": views,
             "panels": loaded,
+            "currencies": currencies,
         },
     )
 
