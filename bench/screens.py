@@ -56,17 +56,20 @@ def chromium_path() -> str | None:
     return None
 
 
-@asynccontextmanager
-async def launch_chromium() -> AsyncIterator[Browser]:
-    """Headless Chromium from Debian, driven by Playwright; a fresh profile every time
-    (Playwright makes one in a temporary directory and removes it)."""
+def launch_options() -> dict[str, Any]:
+    """What Playwright's chromium.launch takes to run Debian's Chromium headless. Each launch
+    gets a fresh profile (Playwright makes one in a temporary directory and removes it)."""
     executable = chromium_path()
     if executable is None:
         raise RuntimeError("no chromium: apt-get install chromium chromium-driver")
+    return {"executable_path": executable, "headless": True, "args": list(CHROMIUM_ARGS)}
+
+
+@asynccontextmanager
+async def launch_chromium() -> AsyncIterator[Browser]:
+    """Headless Chromium from Debian, driven by Playwright's async API."""
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=executable, headless=True, args=list(CHROMIUM_ARGS)
-        )
+        browser = await playwright.chromium.launch(**launch_options())
         try:
             yield browser
         finally:
