@@ -479,9 +479,10 @@ class TestProtection:
         assert "Cache-Control" not in css.headers
 
     async def test_unknown_path_and_wrong_method(self, support: Console) -> None:
-        """An unknown console path is a 404 page; GET on a form's target is a 405 page."""
+        """An unknown console path is a 404 page; GET on a form's target is a 405; /ops goes to /ops/."""
         assert (await support.get("/ops/nothing-here")).status == 404
         assert (await support.get("/ops/accounts/1/block")).status == 405
+        assert (await support.get("/ops", follow=False)).headers["Location"] == "/ops/"
 
     async def test_console_can_be_switched_off(self, aiohttp_client: ClientMaker, database_url: str) -> None:
         """TOLEM_OPS_CONSOLE=false mounts nothing: /ops/ is an ordinary 404."""

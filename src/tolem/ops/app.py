@@ -92,6 +92,9 @@ def _error_page(request: web.Request, error: PageError) -> web.Response:
 
 async def _admit(request: web.Request, handler: Handler, route: str | None) -> web.StreamResponse:
     """Public routes pass; every other one needs a live session, and a POST its CSRF token."""
+    if request.path == PREFIX:
+        # The cookies' path is /ops/, so a browser sends none of them to /ops itself.
+        return views.redirect(f"{PREFIX}/")
     if route in _PUBLIC:
         return await handler(request)
     token = request.cookies.get(SESSION_COOKIE)
