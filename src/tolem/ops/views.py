@@ -66,7 +66,8 @@ _ONE_YEAR: Final = 365 * 24 * 3600
 ACCOUNT_PANELS_KEY: Final = web.AppKey("ops_account_panels", tuple)
 
 # Checked when the name is unknown, so that a wrong name costs as long as a wrong password
-# and timing does not tell which names exist. No password has this digest.
+# (scrypt at the cost the CLI stores) and timing does not tell which names exist. The login
+# is refused whatever this check says.
 _UNKNOWN_OPERATOR_HASH: Final = "scrypt${}${}${}${}${}".format(*PERSON_COST, "00" * 16, "00" * 32)
 
 
