@@ -558,34 +558,54 @@ def report(all_figures: list[Figures]) -> None:
 
 
 SCENARIOS: Final = ("races", "crash", "outage", "slow")
+# The servers' request deadline in every scenario: short, so that "retry" comes quickly.
+DEADLINE: Final = 2.0
+
+
+async def prepare(database: Database, scale: float, protocol: str) -> list[str]:
+    """Seeds a scenario's database: its protocol's provider and accounts; returns their codes."""
+    return await seed(
+        database.dsn,
+        accounts=max(int(200 * scale), 10),
+        providers=[(PROVIDERS[protocol], protocol)],
+        password=PAYME_KEY,
+        secret=CLICK_SECRET,
+    )
+
+
+async def play(
+    name: str,
+    server: Server,
+    database: Database,
+    codes: list[str],
+    scale: float,
+    protocol: str,
+    deadline: float = DEADLINE,
+) -> Figures:
+    """One scenario against a started server (or anything with its `url`, `kill`, `start`);
+    the ledger is read directly from `database`, whatever path the server takes to it."""
+    if name == "races":
+        figures = await races(server, database.dsn, codes, scale, protocol)
+    elif name == "crash":
+        figures = await crash(server, database.dsn, codes, scale, protocol)
+    elif name == "outage":
+        figures = await outage(server, database, codes, scale, protocol)
+    else:
+        figures = await slow(server, database.dsn, codes, deadline, protocol)
+    figures.name = f"{name} {protocol}"
+    return figures
 
 
 async def run(scale: float, scenarios: list[str], workers: int, protocol: str = "osmp") -> list[Figures]:
     """Every chosen scenario on one throwaway cluster, each on a fresh database."""
-    deadline = 2.0
     results = []
     for name in scenarios:
         database = await Database.create()
-        server = Server.tolem(database.dsn, workers=workers if name != "crash" else 1, deadline=deadline)
+        server = Server.tolem(database.dsn, workers=workers if name != "crash" else 1, deadline=DEADLINE)
         try:
-            codes = await seed(
-                database.dsn,
-                accounts=max(int(200 * scale), 10),
-                providers=[(PROVIDERS[protocol], protocol)],
-                password=PAYME_KEY,
-                secret=CLICK_SECRET,
-            )
+            codes = await prepare(database, scale, protocol)
             await server.start()
-            if name == "races":
-                figures = await races(server, database.dsn, codes, scale, protocol)
-            elif name == "crash":
-                figures = await crash(server, database.dsn, codes, scale, protocol)
-            elif name == "outage":
-                figures = await outage(server, database, codes, scale, protocol)
-            else:
-                figures = await slow(server, database.dsn, codes, deadline, protocol)
-            figures.name = f"{name} {protocol}"
-            results.append(figures)
+            results.append(await play(name, server, database, codes, scale, protocol))
         finally:
             server.stop()
             await database.close()

@@ -9,6 +9,7 @@ database and load generator, and tolem's ratio to the reference measured in the 
     python -m bench --duration 3 --scenario check     # one scenario, shorter
     python -m bench --prior 1000000                   # also at 1 M stored payments
     python -m bench --peer                            # also paytechuz (own virtualenv)
+    python -m bench --pgbouncer                       # also 1 and 2 instances via PgBouncer
     python -m bench --json                            # figures as JSON lines
 
 Figures are printed, never asserted: a benchmark's numbers depend on the machine.
@@ -30,12 +31,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from bench import peer
 from bench.harness import Database, Server, free_port, seed
 from bench.protocols import RequestBuilder, bare, lua_string, osmp, payme
+from bench.topology import Balancer, Fleet, PgBouncer
 from tolem.db.audit import audit
 
 DRIVER = Path(__file__).with_name("driver.lua")
@@ -145,8 +148,10 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def worker_pids(server: Server) -> list[int]:
+def worker_pids(server: Server | Fleet) -> list[int]:
     """The processes serving requests: the children when there are any, else the process."""
+    if isinstance(server, Fleet):
+        return server.pids()
     pids = server.pids()
     return pids[1:] if len(pids) > 1 else pids
 
@@ -306,7 +311,7 @@ class Target:
     """A server under test, how to talk to it, and the account keys it knows."""
 
     name: str
-    server: Server
+    server: Server | Fleet
     builder: RequestBuilder
     codes: list[str]
     url_path: str = "/"
@@ -320,6 +325,8 @@ class Target:
     # holding the prior payments ("@1M"), and that database's DSN.
     group: str = ""
     dsn: str = ""
+    # Another target (its name) whose throughput this one's is given against in a note.
+    versus: str = ""
 
     def runs(self, scenario: str, protocols: list[str]) -> bool:
         """Whether this target is measured in a scenario."""
@@ -429,6 +436,7 @@ class Options:
     with_peer: bool = False
     protocols: list[str] = field(default_factory=list)
     server_dsn: str | None = None
+    pgbouncer: bool = False
     emit: Callable[[Figures], None] = lambda _f: None
 
 
@@ -529,6 +537,56 @@ def _targets(
     ]
 
 
+# What is measured through PgBouncer: OSMP check and pay, with one and with two instances.
+POOLED_SCENARIOS: Final = frozenset({"check", "pay"})
+
+
+def _pooled(options: Options, database: Database, codes: list[str]) -> tuple[PgBouncer, list[Target]]:
+    """PgBouncer in front of the run's server, and tolem through it: one instance, and two
+    behind HAProxy. PgBouncer's pool is the size of one instance's, so PostgreSQL sees as many
+    connections as from the bare server, however many instances there are."""
+    upstream = urlsplit(database.dsn)
+    bouncer = PgBouncer(
+        upstream.port or 5432,
+        upstream_host=upstream.hostname or "127.0.0.1",
+        user=upstream.username or "postgres",
+        pool_size=options.pool,
+        # The benchmark's deadline is tolem's default (5 s); these sit below it as tolem's own.
+        statement_timeout_ms=4000,
+    )
+
+    def instance() -> Server:
+        return Server.tolem(
+            bouncer.dsn(database.name),
+            workers=options.workers,
+            TOLEM_POOL_SIZE=str(options.pool),
+            TOLEM_DATABASE_POOLER="pgbouncer",
+            TOLEM_TRUSTED_PROXIES="127.0.0.1/32",
+        )
+
+    pair = [instance(), instance()]
+    fleets = {
+        "pgb tolem": (Fleet([instance()], bouncer), "tolem osmp pay"),
+        "pgb x2 tolem": (Fleet(pair, bouncer, Balancer([s.port for s in pair])), "pgb tolem osmp pay"),
+    }
+    targets = [
+        Target(
+            f"{label} osmp pay",
+            fleet,
+            osmp(f"/gw/{OSMP_PROVIDER}", login="osmp", password=PASSWORD),
+            codes,
+            check_name=f"{label} osmp check",
+            reference="bare osmp pay",
+            scenarios=POOLED_SCENARIOS,
+            protocol="osmp",
+            dsn=database.dsn,
+            versus=versus,
+        )
+        for label, (fleet, versus) in fleets.items()
+    ]
+    return bouncer, targets
+
+
 def prior_label(count: int) -> str:
     """How rows measured against the database with `count` prior payments are labelled."""
     return f"@{count // 1_000_000}M" if count >= 1_000_000 else f"@{count}"
@@ -551,11 +609,17 @@ async def run(options: Options) -> Report:
 
     database = await Database.create(options.server_dsn)
     databases = [database]
-    servers: list[Server] = []
+    servers: list[Server | Fleet] = []
+    bouncer: PgBouncer | None = None
     try:
         codes, tolem_server, bare_server = await _servers(options, database.dsn)
         servers += [tolem_server, bare_server]
         targets = _targets(tolem_server, bare_server, codes, "", database.dsn)
+        if options.pgbouncer:
+            bouncer, pooled = _pooled(options, database, codes)
+            bouncer.start()
+            targets += pooled
+            servers += [t.server for t in pooled]
         if options.prior and any(name in PRIOR_SCENARIOS for name in options.scenarios):
             # Same cluster, a database of its own: the first one stays (nearly) empty.
             prior = await Database.create(database.server_dsn)
@@ -588,6 +652,9 @@ async def run(options: Options) -> Report:
                 mine = medians[(target.group, target.name)]
                 if (reference := medians.get((target.group, target.reference))) is not None:
                     set_ratio(mine, reference)
+                other = medians.get((target.group, target.versus))
+                if other is not None and throughput(other) > 0:
+                    mine.notes.append(f"{throughput(mine) / throughput(other):.2f}x {other.target}")
                 mine.scenario = name + target.group
                 if not target.group:
                     empty[(name, target.name)] = mine
@@ -611,6 +678,8 @@ async def run(options: Options) -> Report:
     finally:
         for server in servers:
             server.stop()
+        if bouncer is not None:
+            bouncer.stop()
         # The prior database first: closing the run's own database stops its cluster.
         for opened in databases:
             await opened.close()
@@ -715,6 +784,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--peer", action="store_true", help=f"also paytechuz {peer.PEER_VERSION}")
     parser.add_argument("--dsn", help="use this PostgreSQL server (superuser DSN) instead of a new cluster")
+    parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="also tolem through PgBouncer: one instance, and two behind HAProxy (OSMP check and pay)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -744,6 +818,7 @@ def main(argv: list[str] | None = None) -> int:
                 with_peer=args.peer,
                 protocols=args.protocol or [],
                 server_dsn=args.dsn,
+                pgbouncer=args.pgbouncer,
                 emit=emit,
             )
         )

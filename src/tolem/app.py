@@ -19,10 +19,10 @@ from tolem.core.model import Provider
 from tolem.core.service import PaymentService
 from tolem.db import migrate
 from tolem.db import providers as provider_db
-from tolem.db.pool import create_pool
+from tolem.db.pool import NO_WRITABLE_HOST, create_pool
 from tolem.db.store import PgStore
 from tolem.journal import JournalWriter, entry_for
-from tolem.log import LOG_LINE, REQUEST_ID, logged
+from tolem.log import LOG_LINE, OUTAGE_REPORT_SECONDS, REQUEST_ID, Outage, logged, report_pool_outages
 from tolem.protocols.auth import client_ip
 from tolem.protocols.base import GatewayContext
 from tolem.protocols.registry import ADAPTERS
@@ -46,8 +46,9 @@ class ProviderCache:
     takes effect within `ttl` seconds. The database re-checks enabled and limits on every pay.
     """
 
-    def __init__(self, pool: asyncpg.Pool, ttl: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, ttl: float, outage: Outage) -> None:
         self._pool = pool
+        self._outage = outage
         self._ttl = ttl
         self._loaded_at = float("-inf")
         self._providers: dict[str, Provider] | None = None
@@ -67,16 +68,25 @@ class ProviderCache:
             try:
                 self._providers = await provider_db.load_all(self._pool)
                 self._loaded_at = time.monotonic()
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            except (
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                OSError,
+                TimeoutError,
+                NO_WRITABLE_HOST,
+            ) as exc:
+                self._outage.failed("providers", exc)
                 if self._providers is None:
                     raise TemporarilyUnavailable("provider configuration unavailable") from exc
                 # Serving a slightly stale configuration beats refusing every aggregator.
-                _log.warning("provider_reload_failed", error=type(exc).__name__)
+                return
+            self._outage.recovered()
 
 
 PROVIDERS: Final = web.AppKey("providers", ProviderCache)
 CONTEXT: Final = web.AppKey("context", GatewayContext)
 JOURNAL: Final = web.AppKey("journal", JournalWriter)
+OUTAGE: Final = web.AppKey("outage", Outage)
 
 
 # Pooled connections beyond the gateway's lanes (TOLEM_POOL_SIZE), for everything else.
@@ -93,6 +103,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             settings.database_url.get_secret_value(),
             size=settings.pool_size + SIDE_CONNECTIONS,
             deadline=settings.request_deadline,
+            pooler=settings.database_pooler,
         )
     pool = app[POOL]
     # pool_size connections carry the gateway's statements; the rest of the pool is room for
@@ -100,8 +111,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     store = PgStore(pool, lanes=settings.pool_size if owned else None)
     app[SERVICE] = PaymentService(store, observer=metrics.PrometheusObserver())
     app[CONTEXT] = GatewayContext(service=app[SERVICE], settings=settings)
-    app[PROVIDERS] = ProviderCache(pool, settings.provider_cache_seconds)
+    app[OUTAGE] = Outage(OUTAGE_REPORT_SECONDS)
+    report_pool_outages(app[OUTAGE])
+    app[PROVIDERS] = ProviderCache(pool, settings.provider_cache_seconds, app[OUTAGE])
     yield
+    report_pool_outages(None)
     await store.close()
     if owned:
         await pool.close()
@@ -129,7 +143,7 @@ async def _pool_gauges(app: web.Application) -> AsyncIterator[None]:
 
 async def _journal(app: web.Application) -> AsyncIterator[None]:
     # After _database in cleanup_ctx, so the last rows are written before the pool closes.
-    writer = JournalWriter(app[POOL])
+    writer = JournalWriter(app[POOL], outage=app[OUTAGE])
     app[JOURNAL] = writer
     writer.start()
     yield
@@ -185,6 +199,7 @@ async def readyz(request: web.Request) -> web.Response:
         asyncpg.InterfaceError,
         OSError,
         TimeoutError,
+        NO_WRITABLE_HOST,
         migrate.MigrationError,
     ) as exc:
         return web.json_response({"status": "unavailable", "error": type(exc).__name__}, status=503)

@@ -26,6 +26,7 @@ from tolem import metrics
 from tolem.core.codes import mask
 from tolem.db import journal as journal_db
 from tolem.db.journal import JournalEntry
+from tolem.log import OUTAGE_REPORT_SECONDS, Outage
 
 _log = structlog.get_logger("tolem.journal")
 
@@ -191,8 +192,10 @@ class JournalWriter:
         batch: int = 500,
         capacity: int = 20_000,
         retry_delay: float = 1.0,
+        outage: Outage | None = None,
     ) -> None:
         self._pool = pool
+        self._outage = outage or Outage(OUTAGE_REPORT_SECONDS)
         self._interval = interval
         self._batch = batch
         self._capacity = capacity
@@ -262,6 +265,7 @@ class JournalWriter:
                 del self._buffer[: len(chunk)]
                 metrics.JOURNAL_WRITTEN.inc(written)
                 metrics.JOURNAL_BUFFERED.set(len(self._buffer))
+                self._outage.recovered()
 
     @staticmethod
     async def _one_by_one(conn: asyncpg.Connection, chunk: list[JournalEntry]) -> int:
@@ -301,7 +305,8 @@ class JournalWriter:
                 await self.flush(len(self._buffer))
             except Exception as exc:  # noqa: BLE001 - the writer must outlive any one failure
                 metrics.JOURNAL_WRITE_FAILURES.inc()
-                _log.warning("journal_write_failed", rows=len(self._buffer), error=type(exc).__name__)
+                # The rows stay buffered (JOURNAL_BUFFERED says how many) and go out on recovery.
+                self._outage.failed("journal", exc)
                 self._wake.set()
                 await self._pause(self._retry_delay)
 

@@ -141,8 +141,98 @@ def configure_logging(
             logger_factory=structlog.PrintLoggerFactory(file=stream),
             cache_logger_on_first_use=True,
         )
-    # Libraries log through the standard library; keep them quiet and on stderr.
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
+    _route_standard_logging(shared, stream, json=json, level=max(numeric, logging.WARNING))
+
+
+def _route_standard_logging(shared: list[Any], stream: IO[str], *, json: bool, level: int) -> None:
+    """Libraries (asyncpg, aiohttp) log through the standard library: their records become
+    structlog events on the same stream, one line each, tracebacks folded into the event."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer(serializer=lambda obj, **_: orjson.dumps(obj).decode())
+        if json
+        else structlog.dev.ConsoleRenderer()
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *([structlog.processors.dict_tracebacks] if json else []),
+                renderer,
+            ],
+        )
+    )
+    handler.addFilter(_fold_pool_reconnects)
+    global _stdlib_handler  # noqa: PLW0603 - one logging configuration per process
+    root = logging.getLogger()
+    if _stdlib_handler is not None:
+        root.removeHandler(_stdlib_handler)
+    _stdlib_handler = handler
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+_stdlib_handler: logging.Handler | None = None
+
+
+def _fold_pool_reconnects(record: logging.LogRecord) -> bool:
+    """asyncpg's pool logs a warning with a traceback on every failed reconnect while the
+    database is down; that is one more report of the same outage."""
+    outage = _pool_outage
+    if outage is not None and record.name == "asyncpg.pool" and record.exc_info and record.exc_info[1]:
+        outage.failed("pool", record.exc_info[1])
+        return False
+    return True
+
+
+_pool_outage: "Outage | None" = None
+
+
+def report_pool_outages(outage: "Outage | None") -> None:
+    """Folds asyncpg's reconnect warnings into `outage` (the serving application's), or stops."""
+    global _pool_outage  # noqa: PLW0603 - asyncpg logs through one process-wide logger
+    _pool_outage = outage
+
+
+class Outage:
+    """Reports a database outage once per interval, however many calls fail meanwhile.
+
+    During an outage every journal write, provider reload and pool reconnect fails, many times
+    a second; one `database_unavailable` line per interval (with how many failures it stands
+    for) says the same, and `database_available` says when it ended.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._next_report = float("-inf")
+        self._failures = 0
+        self._down = False
+        self._log = structlog.get_logger("tolem.database")
+
+    def failed(self, source: str, error: BaseException) -> None:
+        """One failure of `source` (journal, providers, pool, …) to reach the database."""
+        self._failures += 1
+        self._down = True
+        now = time.monotonic()
+        if now >= self._next_report:
+            self._log.warning(
+                "database_unavailable", source=source, error=type(error).__name__, failures=self._failures
+            )
+            self._failures = 0
+            self._next_report = now + self._interval
+
+    def recovered(self) -> None:
+        """The database answered again."""
+        if self._down:
+            self._down = False
+            self._failures = 0
+            self._next_report = float("-inf")
+            self._log.info("database_available")
+
+
+# Long enough that an outage of minutes is a handful of lines, short enough to show it lasts.
+OUTAGE_REPORT_SECONDS: Final = 10.0
 
 
 def write_held_lines() -> None:

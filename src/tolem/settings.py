@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOLEM_", extra="ignore")
 
     database_url: SecretStr | None = None
+    # What sits between us and PostgreSQL: nothing, or PgBouncer in transaction pooling mode.
+    database_pooler: Literal["none", "pgbouncer"] = "none"
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64)

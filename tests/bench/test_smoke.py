@@ -12,6 +12,7 @@ import pytest
 
 from bench import instructions
 from bench.run import main
+from tests.deployment.conftest import need
 
 pytestmark = pytest.mark.slow
 
@@ -105,3 +106,27 @@ def test_instruction_counts_cover_both_servers(
         assert int(row[2]) > 0 and int(row[3]) == 0
         assert float(row[4]) > 0
     assert float(rows[1][5]) > 0
+
+
+def test_bench_through_pgbouncer_prints_one_and_two_instances(
+    wrk: None, server_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--pgbouncer adds tolem through PgBouncer, alone and as two instances behind HAProxy,
+    each measured without errors beside the bare reference and compared with the one before."""
+    need("pgbouncer", "haproxy")
+    argv = ["--duration", "1", "--connections", "4", "--accounts", "20", "--dsn", server_dsn, "--json"]
+    status = main([*argv, "--scenario", "pay", "--protocol", "osmp", "--pgbouncer"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    figures = {f["target"]: f for f in lines if "target" in f}
+    assert status == 0
+    assert lines[-1] == {"audit_violations": []}
+    assert set(figures) == {"bare osmp pay", "tolem osmp pay", "pgb tolem osmp pay", "pgb x2 tolem osmp pay"}
+    for name, versus in (
+        ("pgb tolem osmp pay", "tolem osmp pay"),
+        ("pgb x2 tolem osmp pay", "pgb tolem osmp pay"),
+    ):
+        f = figures[name]
+        assert f["payments_per_s"] > 0
+        assert f["errors"] == 0, f["error_sample"]
+        assert (f["ratio"] > 0, f["ratio_to"]) == (True, "bare osmp pay")
+        assert any(note.endswith(f"x {versus}") for note in f["notes"]), f["notes"]

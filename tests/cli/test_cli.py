@@ -7,7 +7,10 @@ import pytest
 
 import tolem
 from tests.cli.conftest import Cli, Run
+from tests.conftest import Factory
 from tolem.core.codes import CodeShape, classify
+from tolem.core.model import PayCommand
+from tolem.core.service import PaymentService
 
 
 def one_error_line(run: Run) -> None:
@@ -48,6 +51,33 @@ class TestAccounts:
         as_json = (await cli("account", "show", str(data["account_id"]), "--json")).json()
         assert as_json[0]["balance_minor"] == 0
         assert as_json[0]["services"] == ["example.kg"]
+
+    async def test_create_warns_when_the_email_owns_an_account(self, cli: Cli) -> None:
+        """A second account for an email is created with a warning naming the first (also in --json)."""
+        first = (await cli("account", "create", "--email", "dup@example.kg", "--name", "A", "--json")).json()
+        second = await cli("account", "create", "--email", "DUP@example.kg", "--name", "B", "--json")
+        assert second.code == 0
+        data = second.json()
+        assert data["same_email_accounts"] == [first["account_id"]]
+        assert f"account(s) {first['account_id']}" in data["warning"]
+        assert second.err.startswith("tolem: warning: ")
+        assert len(second.err.strip().splitlines()) == 1
+        third = await cli("account", "create", "--email", "solo@example.kg", "--name", "C", "--json")
+        assert "warning" not in third.json()
+        assert third.err == ""
+
+    async def test_show_states_the_zone_and_currency_of_payments(
+        self, cli: Cli, service: PaymentService, factory: Factory
+    ) -> None:
+        """account show prints payment times in the deployment's zone, named, with amounts' currency."""
+        provider = await factory.provider()
+        account_id, code = await factory.account()
+        await service.pay(provider, PayCommand("t-1", code, 150_50))
+        shown = await cli("account", "show", str(account_id))
+        assert "last payments (times in Asia/Bishkek):" in shown.out
+        line = next(x for x in shown.out.splitlines() if " t-1 " in x)
+        assert "+0600" in line
+        assert "150.50 KGS" in line
 
     async def test_lookup_by_email_and_service_is_case_blind(self, cli: Cli) -> None:
         """Support finds the account by email or service name however the caller spells it."""

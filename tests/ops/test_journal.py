@@ -120,7 +120,7 @@ class TestPaymeRecording:
             ("CreateTransaction", "p-1"),
             ("GetStatement", None),
             ("CreateTransaction", "p-2"),
-            ("refused", None),
+            ("CheckTransaction", "p-1"),
         ]
         stored = json.loads(rows[1]["response_body"])
         assert stored["result"]["transactions"][0]["account"] == {"code": mask(code)}

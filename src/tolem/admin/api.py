@@ -23,6 +23,7 @@ from tolem.core.money import format_amount
 from tolem.db import accounts as account_db
 from tolem.db import journal as journal_db
 from tolem.db import providers as provider_db
+from tolem.db.pool import NO_WRITABLE_HOST
 from tolem.log import LOG_LINE, canonical_log_line
 from tolem.routing import methods_elsewhere
 from tolem.settings import Settings
@@ -32,7 +33,7 @@ POOL_GETTER: Final[web.AppKey[Callable[[], asyncpg.Pool]]] = web.AppKey("admin_p
 ADMIN_SETTINGS: Final = web.AppKey("admin_settings", Settings)
 _MAX_ID: Final = 2**63 - 1
 _PATH_REGEX_RE: Final = re.compile(r"\{(\w+):[^}]*\}")
-_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, NO_WRITABLE_HOST)
 
 
 class ApiError(Exception):

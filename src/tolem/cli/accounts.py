@@ -1,7 +1,9 @@
 """`tolem account …` and `tolem payer add`: customers, their payers and codes."""
 
 import argparse
+import sys
 from dataclasses import asdict
+from zoneinfo import ZoneInfo
 
 from tolem.cli import imports
 from tolem.cli.common import (
@@ -27,6 +29,7 @@ async def cmd_account_create(args: argparse.Namespace, settings: Settings) -> in
     name = text(args.name, "name", MAX_NAME)
     services = [text(s, "service", MAX_SERVICE) for s in args.service or []]
     async with connected(settings) as conn:
+        same_email = await account_db.find_account_ids(conn, email=address)
         account_id, payment_code = await account_db.create_account(
             conn,
             email=address,
@@ -34,11 +37,15 @@ async def cmd_account_create(args: argparse.Namespace, settings: Settings) -> in
             currency=settings.currency,
             services=services,
         )
-    emit(
-        args,
-        {"account_id": account_id, "payment_code": payment_code},
-        f"account_id: {account_id}\npayment_code: {payment_code}",
-    )
+    data: dict[str, object] = {"account_id": account_id, "payment_code": payment_code}
+    text_out = f"account_id: {account_id}\npayment_code: {payment_code}"
+    if same_email:
+        # Allowed (one person may hold several cabinets), but more often a mistake worth a look.
+        others = ", ".join(str(i) for i in same_email)
+        data["warning"] = f"{address} already owns account(s) {others}"
+        data["same_email_accounts"] = same_email
+        print(f"tolem: warning: {data['warning']}; `tolem payer add ID` adds a code to one", file=sys.stderr)
+    emit(args, data, text_out)
     return 0
 
 
@@ -54,17 +61,18 @@ async def cmd_payer_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _account_text(view: account_db.AccountView) -> str:
+def _account_text(view: account_db.AccountView, zone: ZoneInfo) -> str:
+    # The deployment's zone with its offset, as `tolem journal` shows times.
     lines = [
         f"account {view.id}  {view.name} <{view.email}>  {view.status}",
         f"balance: {format_amount(view.balance_minor)} {view.currency}",
         "payers:",
         *(f"  {p.payment_code}  {p.name} ({p.origin})" for p in view.payers),
         f"services: {', '.join(view.services) or '-'}",
-        "last payments:",
+        f"last payments (times in {zone.key}):",
         *(
-            f"  {p.created_at:%Y-%m-%d %H:%M:%S}  {p.provider}  {p.external_id}  "
-            f"{format_amount(p.amount_minor)}  {p.state}"
+            f"  {p.created_at.astimezone(zone):%Y-%m-%d %H:%M:%S%z}  {p.provider}  {p.external_id}  "
+            f"{format_amount(p.amount_minor)} {p.currency}  {p.state}"
             for p in view.payments
         ),
     ]
@@ -90,7 +98,8 @@ async def cmd_account_show(args: argparse.Namespace, settings: Settings) -> int:
         views = [await account_db.load_account(conn, i) for i in ids]
     if not views:
         raise UsageError("no matching account")
-    emit(args, [asdict(v) for v in views], "\n\n".join(_account_text(v) for v in views))
+    zone = ZoneInfo(settings.timezone)
+    emit(args, [asdict(v) for v in views], "\n\n".join(_account_text(v, zone) for v in views))
     return 0
 
 

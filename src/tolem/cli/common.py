@@ -15,7 +15,7 @@ import asyncpg
 from tolem.core.codes import CodeShape, classify, normalize
 from tolem.core.money import AmountError, parse_amount
 from tolem.db import migrate as migrate_db
-from tolem.db.pool import dsn_target
+from tolem.db.pool import NO_WRITABLE_HOST, connect_options, dsn_target
 from tolem.settings import Settings
 
 EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+")
@@ -68,8 +68,8 @@ async def connected(settings: Settings, *, current: bool = True) -> AsyncIterato
     assert settings.database_url is not None
     dsn = settings.database_url.get_secret_value()
     try:
-        conn = await asyncpg.connect(dsn)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        conn = await asyncpg.connect(dsn, **connect_options(settings.database_pooler))
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, NO_WRITABLE_HOST) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DatabaseUnreachable(
             f"cannot connect to the database at {dsn_target(dsn)} (TOLEM_DATABASE_URL): {reason}"

@@ -1,7 +1,7 @@
 """Connection pool and the mapping of database failures to domain retry semantics."""
 
 import asyncio
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -12,12 +12,16 @@ from tolem.db import codecs
 # A PostgreSQL error class here means the transaction was rolled back and nothing committed,
 # so rerunning is safe.
 _RETRYABLE: Final = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
+# No host of a multi-host DSN accepts writes (target_session_attrs=read-write): between a
+# primary's death and a standby's promotion, or while every listed server is a standby.
+NO_WRITABLE_HOST: Final = asyncpg.exceptions.TargetServerAttributeNotMatched
 # Whatever else goes wrong below us, we cannot tell whether a commit happened.
 _UNKNOWN_OUTCOME: Final = (
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
     OSError,
     asyncio.TimeoutError,
+    NO_WRITABLE_HOST,
 )
 
 
@@ -51,13 +55,42 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(dsn: str, *, size: int, deadline: float) -> asyncpg.Pool:
+Pooler = Literal["none", "pgbouncer"]
+# The startup parameters PgBouncer keeps per client and restores on whichever server
+# connection runs that client's next transaction; it refuses a login that sends any other.
+_POOLER_PARAMETERS: Final = ("application_name", "timezone")
+
+
+def connect_options(pooler: Pooler) -> dict[str, Any]:
+    """What every connection needs to work through `pooler`.
+
+    In transaction pooling consecutive transactions of one client may run on different server
+    connections, so a statement prepared under a name on one is unknown on the next: without
+    the statement cache asyncpg sends each statement's Parse again with its Bind, in the same
+    transaction.
+    """
+    return {"statement_cache_size": 0} if pooler == "pgbouncer" else {}
+
+
+async def create_pool(dsn: str, *, size: int, deadline: float, pooler: Pooler = "none") -> asyncpg.Pool:
     """A pool whose sessions give up on their own before the request deadline passes.
 
     statement_timeout and lock_timeout sit below the deadline so that a stuck statement is
-    ended by the server (rolling back) rather than abandoned mid-flight by the client.
+    ended by the server (rolling back) rather than abandoned mid-flight by the client. Behind
+    PgBouncer they cannot travel as startup parameters; PgBouncer's connect_query sets them on
+    its server connections instead (docs/deployment.md), and command_timeout still bounds
+    every statement from this side.
     """
     statement_ms = max(int(deadline * 1000 * 0.8), 100)
+    settings = {
+        "application_name": "tolem",
+        "statement_timeout": str(statement_ms),
+        "lock_timeout": str(statement_ms),
+        "idle_in_transaction_session_timeout": str(statement_ms * 2),
+        "timezone": "UTC",
+    }
+    if pooler == "pgbouncer":
+        settings = {name: settings[name] for name in _POOLER_PARAMETERS}
     return await asyncpg.create_pool(
         dsn,
         min_size=min(2, size),
@@ -65,13 +98,8 @@ async def create_pool(dsn: str, *, size: int, deadline: float) -> asyncpg.Pool:
         command_timeout=deadline,
         reset=_keep_session,
         init=codecs.install,
-        server_settings={
-            "application_name": "tolem",
-            "statement_timeout": str(statement_ms),
-            "lock_timeout": str(statement_ms),
-            "idle_in_transaction_session_timeout": str(statement_ms * 2),
-            "timezone": "UTC",
-        },
+        server_settings=settings,
+        **connect_options(pooler),
     )
 
 

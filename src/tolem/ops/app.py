@@ -14,6 +14,7 @@ from aiohttp import web
 
 from tolem import metrics
 from tolem.db import operators as operator_db
+from tolem.db.pool import NO_WRITABLE_HOST
 from tolem.log import LOG_LINE, canonical_log_line
 from tolem.ops import i18n, views
 from tolem.ops.panels import ACCOUNT_PANELS, PAGES, AccountPanel, Page
@@ -46,7 +47,7 @@ from tolem.routing import methods_elsewhere
 from tolem.settings import Settings
 
 _HERE: Final = Path(__file__).resolve().parent
-_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, NO_WRITABLE_HOST)
 # Reachable without a session: the login form, the language switch and the style sheet.
 _PUBLIC: Final = frozenset({"login_form", "login", "language", "static"})
 # Two verifications at once: each takes 32 MiB and half a core-second (tolem.passwords).

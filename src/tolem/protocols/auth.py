@@ -104,18 +104,51 @@ async def password_ok(
     return login_ok and password_good
 
 
-async def admitted(
+# Why a caller was refused, as the journal and the log line say it. Operators read these to
+# tell a wrong allow-list from a missing TOLEM_TRUSTED_PROXIES from a wrong key.
+ADDRESS_NOT_ALLOWED: Final = "address not allowed"
+FORWARDED_NOT_TRUSTED: Final = "address not allowed; X-Forwarded-For present but not trusted"
+BAD_CREDENTIALS: Final = "bad credentials"
+
+
+def address_refusal(
+    request: web.Request, provider: Provider, trusted_proxies: tuple[Network, ...]
+) -> str | None:
+    """None when the caller passes the provider's allow-list, else why it does not.
+
+    A request that carries X-Forwarded-For from a peer we do not trust is named apart: behind
+    a proxy missing from TOLEM_TRUSTED_PROXIES every caller looks like the proxy.
+    """
+    if ip_allowed(provider, client_ip(request, trusted_proxies)):
+        return None
+    if "X-Forwarded-For" in request.headers and not _peer_trusted(request, trusted_proxies):
+        return FORWARDED_NOT_TRUSTED
+    return ADDRESS_NOT_ALLOWED
+
+
+def _peer_trusted(request: web.Request, trusted_proxies: tuple[Network, ...]) -> bool:
+    try:
+        peer = _peer_address(request.remote or "")
+    except ValueError:
+        return False
+    return any(peer in net for net in trusted_proxies)
+
+
+async def refusal(
     request: web.Request,
     provider: Provider,
     trusted_proxies: tuple[Network, ...],
     *,
     default_login: str | None = None,
-) -> bool:
-    """Whether the caller passes the provider's allow-list and, if it has a password, Basic
-    credentials: the whole gate of protocols that authenticate with HTTP Basic."""
-    if not ip_allowed(provider, client_ip(request, trusted_proxies)):
-        return False
-    return await password_ok(provider, basic_credentials(request), default_login=default_login)
+) -> str | None:
+    """None when the caller passes the provider's allow-list and, if it has a password, Basic
+    credentials (the whole gate of protocols that authenticate with HTTP Basic); else why not."""
+    reason = address_refusal(request, provider, trusted_proxies)
+    if reason is not None:
+        return reason
+    if not await password_ok(provider, basic_credentials(request), default_login=default_login):
+        return BAD_CREDENTIALS
+    return None
 
 
 # Verifications in progress, by event loop and keyed digest of the pair (no password kept).

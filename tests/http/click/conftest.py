@@ -146,12 +146,44 @@ def ok_complete(code: str, confirm_id: int, click_trans_id: int = 1001) -> dict[
 
 
 def refused(error: int, note: str) -> dict[str, Any]:
-    """The body of a refusal that echoes nothing."""
+    """The body of a refusal that echoes nothing (its form could not be read)."""
     return {"error": error, "error_note": note}
 
 
 SIGN_FAILED = refused(-1, "SIGN CHECK FAILED!")
 BAD_REQUEST = refused(-8, "Error in request from click")
+
+
+def _click_id(text: str | None) -> int | None:
+    # An id Click could have issued: digits without a leading zero, within bigint.
+    if text is None or not text.isascii() or not text.isdigit() or text.startswith("0"):
+        return None
+    return int(text) if int(text) < 2**63 else None
+
+
+def echoing(fields: dict[str, str], error: int, note: str) -> dict[str, Any]:
+    """The body of a refusal of `fields`: the ids they carry (click_trans_id when an id,
+    merchant_trans_id as sent up to 64 characters, merchant_prepare_id on Complete when an id),
+    then the code."""
+    body: dict[str, Any] = {}
+    if (click_trans_id := _click_id(fields.get("click_trans_id"))) is not None:
+        body["click_trans_id"] = click_trans_id
+    if len(fields.get("merchant_trans_id", "x" * 65)) <= 64:
+        body["merchant_trans_id"] = fields["merchant_trans_id"]
+    prepare_id = _click_id(fields.get("merchant_prepare_id"))
+    if fields.get("action") == "1" and prepare_id is not None:
+        body["merchant_prepare_id"] = prepare_id
+    return body | {"error": error, "error_note": note}
+
+
+def sign_failed(fields: dict[str, str]) -> dict[str, Any]:
+    """-1 for `fields`, their ids echoed."""
+    return echoing(fields, -1, "SIGN CHECK FAILED!")
+
+
+def bad_request(fields: dict[str, str]) -> dict[str, Any]:
+    """-8 for `fields`, their ids echoed."""
+    return echoing(fields, -8, "Error in request from click")
 
 
 @pytest.fixture

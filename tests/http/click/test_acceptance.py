@@ -5,20 +5,22 @@ whether money moved.
 """
 
 from tests.http.click.conftest import (
-    BAD_REQUEST,
-    SIGN_FAILED,
     ClickWorld,
+    bad_request,
+    echoing,
     ok_complete,
     ok_prepare,
-    refused,
+    sign_failed,
 )
 
 
-def answer(code: str, error: int, note: str, payment_id: int | None, *, complete: bool) -> dict[str, object]:
-    """An answer echoing click_trans_id 1001 and the code."""
+def answer(
+    code: str, error: int, note: str, payment_id: int | None, *, complete: bool, click_trans_id: int = 1001
+) -> dict[str, object]:
+    """An answer echoing click_trans_id (1001 unless given) and the code."""
     id_field = "merchant_confirm_id" if complete else "merchant_prepare_id"
     return {
-        "click_trans_id": 1001,
+        "click_trans_id": click_trans_id,
         "merchant_trans_id": code,
         id_field: payment_id,
         "error": error,
@@ -36,8 +38,9 @@ async def prepared(world: ClickWorld) -> int:
 class TestPrepareScripts:
     async def test_wrong_signature_is_refused(self, world: ClickWorld) -> None:
         """Prepare with a forged sign_string answers -1 and stores nothing."""
-        reply = await world.click.prepare(sign_string="0" * 32)
-        assert (reply.status, reply.body) == (200, SIGN_FAILED)
+        fields = world.click.prepare_fields(sign_string="0" * 32)
+        reply = await world.click.post(fields)
+        assert (reply.status, reply.body) == (200, sign_failed(fields))
         assert await world.money() == (0, 0, 0)
 
     async def test_unknown_user_is_minus_5(self, world: ClickWorld) -> None:
@@ -60,8 +63,9 @@ class TestPrepareScripts:
 
     async def test_unknown_action_is_minus_3(self, world: ClickWorld) -> None:
         """A correctly signed request with action=5 answers -3 and stores nothing."""
-        reply = await world.click.prepare(action="5")
-        assert reply.body == refused(-3, "Action not found")
+        fields = world.click.prepare_fields(action="5")
+        reply = await world.click.post(fields)
+        assert reply.body == echoing(fields, -3, "Action not found")
         assert await world.money() == (0, 0, 0)
 
     async def test_prepare_reserves_without_crediting(self, world: ClickWorld) -> None:
@@ -78,85 +82,108 @@ class TestPrepareScripts:
         fields = world.click.prepare_fields()
         del fields["amount"]
         reply = await world.click.post(fields)
-        assert reply.body == BAD_REQUEST
+        assert reply.body == bad_request(fields)
         assert await world.money() == (0, 0, 0)
 
 
 class TestCompleteScripts:
+    """Each Complete carries a click_trans_id of its own, as the test tool sends them."""
+
     async def test_wrong_signature_is_refused(self, world: ClickWorld) -> None:
         """Complete with a forged sign_string answers -1 and credits nothing."""
         prepare_id = await prepared(world)
-        reply = await world.click.complete(prepare_id, sign_string="f" * 32)
-        assert reply.body == SIGN_FAILED
+        fields = world.click.complete_fields(prepare_id, "2001", sign_string="f" * 32)
+        reply = await world.click.post(fields)
+        assert reply.body == sign_failed(fields)
         assert await world.state(prepare_id) == ("reserved", None)
         assert await world.money() == (0, 1, 0)
 
     async def test_unknown_prepare_id_is_minus_6(self, world: ClickWorld) -> None:
         """Complete naming a merchant_prepare_id we never issued answers -6, credits nothing."""
         prepare_id = await prepared(world)
-        reply = await world.click.complete(prepare_id + 1000)
-        assert reply.body == answer(world.code, -6, "Transaction does not exist", None, complete=True)
+        reply = await world.click.complete(prepare_id + 1000, "2001")
+        assert reply.body == step(world.code, 2001, -6, "Transaction does not exist", None, complete=True)
         assert await world.money() == (0, 1, 0)
 
     async def test_incorrect_amount_is_minus_2(self, world: ClickWorld) -> None:
         """Complete with an amount other than the prepared one answers -2, credits nothing."""
         prepare_id = await prepared(world)
-        reply = await world.click.complete(prepare_id, amount="999")
-        assert reply.body == answer(world.code, -2, "Incorrect parameter amount", None, complete=True)
+        reply = await world.click.complete(prepare_id, "2001", amount="999")
+        assert reply.body == step(world.code, 2001, -2, "Incorrect parameter amount", None, complete=True)
         assert await world.state(prepare_id) == ("reserved", None)
         assert await world.money() == (0, 1, 0)
 
     async def test_complete_credits(self, world: ClickWorld) -> None:
         """A good Complete answers 0 with merchant_confirm_id and credits the amount once."""
         prepare_id = await prepared(world)
-        reply = await world.click.complete(prepare_id)
-        assert reply.body == ok_complete(world.code, prepare_id)
+        reply = await world.click.complete(prepare_id, "2001")
+        assert reply.body == ok_complete(world.code, prepare_id, 2001)
         assert await world.state(prepare_id) == ("credited", None)
         assert await world.money() == (1000_00, 1, 1)
 
     async def test_repeated_complete_is_already_paid(self, world: ClickWorld) -> None:
         """The same Complete again answers -4 "Already paid" and credits nothing more."""
         prepare_id = await prepared(world)
-        await world.click.complete(prepare_id)
-        reply = await world.click.complete(prepare_id)
-        assert reply.body == answer(world.code, -4, "Already paid", prepare_id, complete=True)
+        await world.click.complete(prepare_id, "2001")
+        reply = await world.click.complete(prepare_id, "2002")
+        assert reply.body == step(world.code, 2002, -4, "Already paid", prepare_id, complete=True)
         assert await world.money() == (1000_00, 1, 1)
 
     async def test_click_error_cancels(self, world: ClickWorld) -> None:
         """Complete carrying error<0 voids the reservation and answers -9; no money moves."""
         prepare_id = await prepared(world)
-        reply = await world.click.complete(prepare_id, error="-5017", error_note="Insufficient funds")
-        assert reply.body == answer(world.code, -9, "Transaction cancelled", None, complete=True)
+        reply = await world.click.complete(prepare_id, "2001", error="-5017", error_note="Insufficient funds")
+        assert reply.body == step(world.code, 2001, -9, "Transaction cancelled", None, complete=True)
         assert await world.state(prepare_id) == ("voided", -5017)
         assert await world.money() == (0, 1, 0)
 
     async def test_complete_after_cancel_is_minus_9(self, world: ClickWorld) -> None:
         """After a cancelling Complete, a successful Complete answers -9 and credits nothing."""
         prepare_id = await prepared(world)
-        await world.click.complete(prepare_id, error="-5017")
-        reply = await world.click.complete(prepare_id)
-        assert reply.body == answer(world.code, -9, "Transaction cancelled", None, complete=True)
+        await world.click.complete(prepare_id, "2001", error="-5017")
+        reply = await world.click.complete(prepare_id, "2002")
+        assert reply.body == step(world.code, 2002, -9, "Transaction cancelled", None, complete=True)
         assert await world.state(prepare_id) == ("voided", -5017)
         assert await world.money() == (0, 1, 0)
 
 
+def step(
+    code: str, click_trans_id: int, error: int, note: str, payment_id: int | None, *, complete: bool
+) -> dict[str, object]:
+    """An answer echoing the step's own click_trans_id and the code."""
+    return answer(code, error, note, payment_id, complete=complete, click_trans_id=click_trans_id)
+
+
 async def test_whole_tool_run_in_order(world: ClickWorld) -> None:
-    """The test tool's scripts run one after another against one service all pass, and in
-    the end exactly the two successful payments are credited."""
-    click = world.click
-    assert (await click.prepare("1", sign_string="0" * 32)).body["error"] == -1
-    assert (await click.prepare("2", merchant_trans_id="legacy-404")).body["error"] == -5
-    assert (await click.prepare("3", amount="0.50")).body["error"] == -2
-    assert (await click.prepare("4", action="5")).body["error"] == -3
-    paid = (await click.prepare("10")).body["merchant_prepare_id"]
-    assert (await click.complete(paid, "10", sign_string="0" * 32)).body["error"] == -1
-    assert (await click.complete(paid + 1000, "10")).body["error"] == -6
-    assert (await click.complete(paid, "10", amount="1000.01")).body["error"] == -2
-    assert (await click.complete(paid, "10")).body["error"] == 0
-    assert (await click.complete(paid, "10")).body["error"] == -4
+    """The test tool's scripts run one after another against one service, each step with a
+    click_trans_id of its own and Complete tied to Prepare only by merchant_prepare_id: every
+    answer is the script's, and exactly the two successful payments are credited."""
+    click, code = world.click, world.code
+    forged = click.prepare_fields("1", sign_string="0" * 32)
+    assert (await click.post(forged)).body == sign_failed(forged)
+    unknown = await click.prepare("2", merchant_trans_id="legacy-404")
+    assert unknown.body == step("legacy-404", 2, -5, "User does not exist", None, complete=False)
+    too_small = await click.prepare("3", amount="0.50")
+    assert too_small.body == step(code, 3, -2, "Incorrect parameter amount", None, complete=False)
+    paid = (await click.prepare("4")).body["merchant_prepare_id"]
+    wrong_amount = await click.complete(paid, "5", amount="1000.01")
+    assert wrong_amount.body == step(code, 5, -2, "Incorrect parameter amount", None, complete=True)
+    missing = await click.complete(paid + 1000, "6")
+    assert missing.body == step(code, 6, -6, "Transaction does not exist", None, complete=True)
+    forged = click.complete_fields(paid, "7", sign_string="0" * 32)
+    assert (await click.post(forged)).body == sign_failed(forged)
+    assert (await click.complete(paid, "8")).body == ok_complete(code, paid, 8)
+    repeated = await click.complete(paid, "9")
+    assert repeated.body == step(code, 9, -4, "Already paid", paid, complete=True)
+    unknown_action = click.prepare_fields("10", action="5")
+    assert (await click.post(unknown_action)).body == echoing(unknown_action, -3, "Action not found")
     cancelled = (await click.prepare("11")).body["merchant_prepare_id"]
-    assert (await click.complete(cancelled, "11", error="-1")).body["error"] == -9
-    assert (await click.complete(cancelled, "11")).body["error"] == -9
-    again = (await click.prepare("12", amount="2500.50")).body["merchant_prepare_id"]
-    assert (await click.complete(again, "12", amount="2500.50")).body["error"] == 0
+    failed = await click.complete(cancelled, "12", error="-1")
+    assert failed.body == step(code, 12, -9, "Transaction cancelled", None, complete=True)
+    after_cancel = await click.complete(cancelled, "13")
+    assert after_cancel.body == step(code, 13, -9, "Transaction cancelled", None, complete=True)
+    again = (await click.prepare("14", amount="2500.50")).body["merchant_prepare_id"]
+    assert (await click.complete(again, "15", amount="2500.50")).body == ok_complete(code, again, 15)
+    assert await world.state(paid) == ("credited", None)
+    assert await world.state(cancelled) == ("voided", -1)
     assert await world.money() == (1000_00 + 2500_50, 3, 2)

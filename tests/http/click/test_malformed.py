@@ -1,12 +1,13 @@
 """Requests we cannot act on: missing, repeated or malformed fields, wrong transport. All -8
-(or the HTTP layer's own refusal), and nothing is ever stored."""
+(or the HTTP layer's own refusal), echoing the ids of a form that could be read, and nothing is
+ever stored."""
 
 from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 
-from tests.http.click.conftest import BAD_REQUEST, ClickWorld, sign
+from tests.http.click.conftest import BAD_REQUEST, ClickWorld, bad_request, sign
 
 SIGNED_FIELDS = [
     "click_trans_id",
@@ -31,7 +32,7 @@ class TestMissing:
         fields = world.click.prepare_fields()
         del fields[name]
         reply = await world.click.post(fields)
-        assert (reply.status, reply.body) == (200, BAD_REQUEST)
+        assert (reply.status, reply.body) == (200, bad_request(fields))
         await nothing_stored(world)
 
     async def test_complete_without_prepare_id_is_minus_8(self, world: ClickWorld) -> None:
@@ -39,7 +40,7 @@ class TestMissing:
         fields = world.click.complete_fields(1)
         del fields["merchant_prepare_id"]
         reply = await world.click.post(fields)
-        assert reply.body == BAD_REQUEST
+        assert reply.body == bad_request(fields)
         await nothing_stored(world)
 
     @pytest.mark.parametrize("name", ["click_paydoc_id", "error_note"])
@@ -80,16 +81,18 @@ class TestMalformedButSigned:
     )
     async def test_prepare_field_is_minus_8(self, world: ClickWorld, name: str, value: str) -> None:
         """A correctly signed Prepare with a malformed field answers -8 and stores nothing."""
-        reply = await world.click.prepare(**{name: value})
-        assert reply.body == BAD_REQUEST
+        fields = world.click.prepare_fields(**{name: value})
+        reply = await world.click.post(fields)
+        assert reply.body == bad_request(fields)
         await nothing_stored(world)
 
     @pytest.mark.parametrize("value", ["abc", "0", "", "9223372036854775808"])
     async def test_complete_prepare_id_is_minus_8(self, world: ClickWorld, value: str) -> None:
         """A signed Complete whose merchant_prepare_id is not an id answers -8."""
         prepare_id = (await world.click.prepare()).body["merchant_prepare_id"]
-        reply = await world.click.complete(value)
-        assert reply.body == BAD_REQUEST
+        fields = world.click.complete_fields(value)
+        reply = await world.click.post(fields)
+        assert reply.body == bad_request(fields)
         assert await world.state(prepare_id) == ("reserved", None)
         assert await world.money() == (0, 1, 0)
 

@@ -7,14 +7,15 @@ from tests.conftest import Factory, provider_value
 from tests.http.click.conftest import (
     SECRET,
     SERVICE_ID,
-    SIGN_FAILED,
     ClickSide,
     ClickWorld,
     ClientMaker,
+    echoing,
     md5_of,
     ok_complete,
     ok_prepare,
     sign,
+    sign_failed,
 )
 from tolem.app import create_app
 from tolem.core.model import Protocol, Provider
@@ -91,7 +92,7 @@ class TestOverHttp:
         fields = world.click.prepare_fields()  # signed with amount "1000"
         fields["amount"] = "1000.00"
         reply = await world.click.post(fields)
-        assert reply.body == SIGN_FAILED
+        assert reply.body == sign_failed(fields)
         assert await world.money() == (0, 0, 0)
 
     async def test_complete_signed_with_prepare_formula_is_refused(self, world: ClickWorld) -> None:
@@ -102,7 +103,7 @@ class TestOverHttp:
             fields["click_trans_id"], SERVICE_ID, SECRET, world.code, "1000", "1", fields["sign_time"]
         )
         reply = await world.click.post(fields)
-        assert reply.body == SIGN_FAILED
+        assert reply.body == sign_failed(fields)
         assert await world.money() == (0, 1, 0)
 
     async def test_prepare_id_is_covered_by_signature(self, world: ClickWorld) -> None:
@@ -111,13 +112,15 @@ class TestOverHttp:
         fields = world.click.complete_fields(prepare_id)
         fields["merchant_prepare_id"] = str(prepare_id + 1)
         reply = await world.click.post(fields)
-        assert reply.body == SIGN_FAILED
+        assert reply.body == sign_failed(fields)
         assert await world.money() == (0, 1, 0)
 
     async def test_wrong_service_id_is_refused_even_when_signed(self, world: ClickWorld) -> None:
-        """A request for another service id is refused -1 although its signature is right."""
-        reply = await world.click.prepare(service_id="99999")
-        assert reply.body == SIGN_FAILED
+        """A correctly signed request for another service id is refused -8 with a note naming
+        service_id, never as a failed signature."""
+        fields = world.click.prepare_fields(service_id="99999")
+        reply = await world.click.post(fields)
+        assert reply.body == echoing(fields, -8, "Incorrect parameter service_id")
         assert await world.money() == (0, 0, 0)
 
     async def test_wrong_secret_is_refused(self, world: ClickWorld) -> None:
@@ -125,20 +128,27 @@ class TestOverHttp:
         fields = world.click.prepare_fields()
         fields["sign_string"] = sign(fields, secret="guess")
         reply = await world.click.post(fields)
-        assert reply.body == SIGN_FAILED
+        assert reply.body == sign_failed(fields)
         assert await world.money() == (0, 0, 0)
 
     @pytest.mark.parametrize("bad", ["", "xyz", "0" * 31, "0" * 33])
     async def test_malformed_sign_string_is_a_mismatch(self, world: ClickWorld, bad: str) -> None:
         """A sign_string that is not even 32 hex digits is a failed signature (-1)."""
-        reply = await world.click.prepare(sign_string=bad)
-        assert reply.body == SIGN_FAILED
+        fields = world.click.prepare_fields(sign_string=bad)
+        reply = await world.click.post(fields)
+        assert reply.body == sign_failed(fields)
         assert await world.money() == (0, 0, 0)
 
     async def test_unsigned_garbage_is_refused_before_parsing(self, world: ClickWorld) -> None:
-        """Malformed fields under a bad signature answer -1, not -8: nothing is read first."""
-        reply = await world.click.prepare(click_trans_id="abc", amount="-5", sign_string="0" * 32)
-        assert reply.body == SIGN_FAILED
+        """Malformed fields under a bad signature answer -1, not -8: nothing is interpreted first
+        (the malformed click_trans_id is not echoed)."""
+        fields = world.click.prepare_fields(click_trans_id="abc", amount="-5", sign_string="0" * 32)
+        reply = await world.click.post(fields)
+        assert reply.body == {
+            "merchant_trans_id": world.code,
+            "error": -1,
+            "error_note": "SIGN CHECK FAILED!",
+        }
 
     @pytest.mark.parametrize("with_prepare_id", [False, True])
     async def test_unknown_action_signed_either_way_is_minus_3(
@@ -151,7 +161,12 @@ class TestOverHttp:
             fields["click_trans_id"], SERVICE_ID, SECRET, world.code, *extra, "1000", "5", fields["sign_time"]
         )
         reply = await world.click.post(fields)
-        assert reply.body == {"error": -3, "error_note": "Action not found"}
+        assert reply.body == {
+            "click_trans_id": 1001,
+            "merchant_trans_id": world.code,
+            "error": -3,
+            "error_note": "Action not found",
+        }
         assert await world.money() == (0, 0, 0)
 
 
@@ -165,8 +180,9 @@ class TestCallers:
         )
         _, code = await factory.account()
         click = ClickSide(await aiohttp_client(create_app(settings)), code)
-        reply = await click.prepare()
-        assert reply.body == SIGN_FAILED
+        fields = click.prepare_fields()
+        reply = await click.post(fields)
+        assert reply.body == sign_failed(fields)
         assert await factory.count("SELECT count(*) FROM payments") == 0
 
     async def test_log_line_keeps_secrets_out(self, world: ClickWorld) -> None:

@@ -2,6 +2,7 @@
 password, a Basic header or a whole payment code."""
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from tests.conftest import Factory
 from tests.http.osmp.conftest import Kiosk, OsmpWorld
 from tests.security import assert_no_secrets, captured_logs, spy_on_store
-from tolem.app import create_app
+from tolem.app import JOURNAL, create_app
+from tolem.core.codes import mask
 from tolem.settings import Settings
 
 PASSWORD = "kiosk-Pa55word"
@@ -48,6 +50,24 @@ async def test_caller_outside_the_allow_list_never_reaches_the_store(
     calls = spy_on_store(monkeypatch)
     assert await every_command(kiosk, {}) == [403] * 4
     assert calls == []
+
+
+async def test_a_refused_form_post_is_read_for_the_journal_only(
+    aiohttp_client: Any, settings: Settings, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pay POSTed as a form from off the list: 403, no store call, and its row records the
+    command, txn_id and masked code it asked for (never the whole code)."""
+    kiosk = await kiosk_for(aiohttp_client, settings, factory, allow_ips=["10.20.0.0/16"])
+    calls = spy_on_store(monkeypatch)
+    reply = await kiosk.post(kiosk.pay_params("7001"))
+    assert (reply.status, calls) == (403, [])
+    await kiosk.client.app[JOURNAL].flush()
+    async with factory.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT command, txn, code_masked, details FROM request_journal")
+    assert row is not None
+    assert (row["command"], row["txn"], row["code_masked"]) == ("pay", "7001", mask(kiosk.code))
+    assert json.loads(row["details"])["refusal"] == "address not allowed"
+    assert kiosk.code not in json.dumps(dict(row))
 
 
 @pytest.mark.parametrize(

@@ -136,7 +136,7 @@ async def test_log_line_masks_the_code_and_never_holds_secrets(
         {"command": "CreateTransaction", "code": masked, "txn": TXN, "result": "ok", "replayed": True},
         {"command": "PerformTransaction", "code": masked, "txn": TXN, "result": "ok", "replayed": False},
         {"command": "unknown", "result": "-32601"},
-        {"command": "refused", "result": "-32504"},
+        {"command": "CheckTransaction", "txn": TXN, "result": "-32504"},
     ]
     everything = repr(logs)
     assert code not in everything

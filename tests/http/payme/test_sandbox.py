@@ -26,7 +26,7 @@ async def _common_steps(payme: Payme, code: str, account_id: int, clock: Clock, 
     # 1. Invalid authorization: every method refused.
     for n, (method, params) in enumerate(every_method, start=1):
         body = await payme.call(method, params, request_id=n, auth=None)
-        assert body == err(codes.insufficient_privilege(), None)
+        assert body == err(codes.insufficient_privilege(), n)
 
     # 2. Invalid amount: below the provider's minimum of 1.00.
     small = {**check, "amount": 99}

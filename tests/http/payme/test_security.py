@@ -37,12 +37,13 @@ async def test_wrong_credentials_never_reach_the_store(
     monkeypatch: pytest.MonkeyPatch,
     auth: str | None,
 ) -> None:
-    """Each method with wrong or missing credentials: -32504 and not one store call."""
+    """Each method with wrong or missing credentials: -32504 with the request's id, and not
+    one store call."""
     _, code = account
     calls = spy_on_store(monkeypatch)
-    for method, params in every_method(code, clock.ms()):
-        answer = await payme.call(method, params, auth=auth)
-        assert answer["error"]["code"] == -32504, (method, answer)
+    for n, (method, params) in enumerate(every_method(code, clock.ms()), start=1):
+        answer = await payme.call(method, params, request_id=n, auth=auth)
+        assert (answer["id"], answer["error"]["code"]) == (n, -32504), (method, answer)
     assert calls == []
     assert await payme.money(account[0]) == (0, 0, 0)
 
@@ -55,14 +56,15 @@ async def test_caller_outside_the_allow_list_never_reaches_the_store(
     clock: Clock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Right key but an address outside the allow-list: -32504 and not one store call."""
+    """Right key but an address outside the allow-list: -32504 with the request's id, and not
+    one store call."""
     await factory.provider("payme", "payme", password=KEY, allow_ips=["10.20.0.0/16"])
     client = await aiohttp_client(create_app(settings))
     payme = Payme(client=client, factory=factory)
     calls = spy_on_store(monkeypatch)
-    for method, params in every_method(account[1], clock.ms()):
-        answer = await payme.call(method, params)
-        assert answer["error"]["code"] == -32504, (method, answer)
+    for n, (method, params) in enumerate(every_method(account[1], clock.ms()), start=1):
+        answer = await payme.call(method, params, request_id=f"r{n}")
+        assert (answer["id"], answer["error"]["code"]) == (f"r{n}", -32504), (method, answer)
     assert calls == []
 
 

@@ -40,5 +40,8 @@ NOTES: Final[dict[ClickError, str]] = {
     ClickError.TRANSACTION_CANCELLED: "Transaction cancelled",
 }
 
-# The one place we word a code differently: support must tell "no such code" from "blocked".
+# The places we word a code differently. Support must tell "no such code" from "blocked".
 ACCOUNT_BLOCKED_NOTE: Final = "User is blocked"
+# Click has no code of its own for a request naming another service; -8 goes with this note,
+# in Click's own wording for a wrong field ("Incorrect parameter amount").
+WRONG_SERVICE_NOTE: Final = "Incorrect parameter service_id"

@@ -1,8 +1,9 @@
 """The Click adapter: Prepare reserves, Complete credits (or voids) exactly once.
 
-Order of work for every request, so that a refused caller leaves no trace but a log line:
-IP allow-list, readable form, service id, signature (all before any lookup); then the action,
-the fields, and only then the core. Both steps arrive at the same URL and differ by `action`.
+Order of work for every request, so that a refused caller leaves no trace but a log line (and
+its journal row): readable form, IP allow-list, service id, signature (all before any lookup);
+then the action, the fields, and only then the core. Both steps arrive at the same URL and
+differ by `action`. A refusal echoes the ids the form carried.
 """
 
 from typing import Any, Final
@@ -16,10 +17,10 @@ from tolem.core.codes import MAX_CODE_LENGTH, mask, normalize
 from tolem.core.model import PayCommand, PaymentResult, PaymentState, Protocol, Provider
 from tolem.core.money import AmountError, parse_amount
 from tolem.core.service import PaymentService
-from tolem.protocols.auth import client_ip, ip_allowed
+from tolem.protocols.auth import address_refusal
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.click import auth, wire
-from tolem.protocols.click.codes import ACCOUNT_BLOCKED_NOTE, ClickError
+from tolem.protocols.click.codes import ACCOUNT_BLOCKED_NOTE, WRONG_SERVICE_NOTE, ClickError
 from tolem.protocols.click.wire import Action, ClickRequest, WireError
 
 _log = structlog.get_logger("tolem.click")
@@ -64,33 +65,41 @@ class ClickAdapter(ProtocolAdapter):
         log_line: dict[str, Any],
     ) -> web.StreamResponse:
         log_line["command"] = "unknown"
-        if not ip_allowed(provider, client_ip(request, context.settings.trusted_proxies)):
-            return _refused(log_line, ClickError.SIGN_CHECK_FAILED, "ip not allowed")
+        address_refused = address_refusal(request, provider, context.settings.trusted_proxies)
+        # The form is read even from a refused address, only so that the refusal can echo the
+        # ids Click needs to match it; nothing in it goes further than the answer.
         try:
             params = await wire.read_params(request)
-            log_line["command"] = wire.command_name(params.get("action"))
+        except (WireError, web.HTTPRequestEntityTooLarge) as exc:
+            if address_refused is not None:
+                return _refused(log_line, None, ClickError.SIGN_CHECK_FAILED, address_refused)
+            if isinstance(exc, WireError):
+                return _refused(log_line, None, exc.code, exc.reason)
+            raise
+        _note_asked(log_line, params)
+        if address_refused is not None:
+            return _refused(log_line, params, ClickError.SIGN_CHECK_FAILED, address_refused)
+        try:
             if provider.secret is None or provider.service_id is None:
                 _log.warning("click_provider_without_secret", provider=provider.name)
-                return _refused(log_line, ClickError.SIGN_CHECK_FAILED, "provider not configured")
+                return _refused(log_line, params, ClickError.SIGN_CHECK_FAILED, "provider not configured")
             if "service_id" not in params:
-                return _refused(log_line, ClickError.BAD_REQUEST, "missing service_id")
+                return _refused(log_line, params, ClickError.BAD_REQUEST, "missing service_id")
             if not auth.service_matches(provider, params["service_id"]):
-                return _refused(log_line, ClickError.SIGN_CHECK_FAILED, "wrong service_id")
+                # Not -1: the request may be genuinely signed, only for another service. Click's
+                # -8 is its code for a request it got wrong; the note says which field.
+                return _refused(
+                    log_line, params, ClickError.BAD_REQUEST, "wrong service id", note=WRONG_SERVICE_NOTE
+                )
             wire.require_signed(params)
             if not auth.signature_matches(provider, params):
-                return _refused(log_line, ClickError.SIGN_CHECK_FAILED, "bad signature")
+                return _refused(log_line, params, ClickError.SIGN_CHECK_FAILED, "bad signature")
             zone = ZoneInfo(provider.timezone or context.settings.timezone)
             click = wire.parse_request(params, zone)
         except WireError as exc:
-            return _refused(log_line, exc.code, exc.reason)
+            return _refused(log_line, params, exc.code, exc.reason)
 
-        code = normalize(click.merchant_trans_id)
-        log_line.update(
-            txn=click.external_id,
-            code=mask(code) if len(code) <= MAX_CODE_LENGTH else "(too long)",
-            click_paydoc_id=click.click_paydoc_id,
-            click_error=click.status,
-        )
+        log_line.update(click_paydoc_id=click.click_paydoc_id, click_error=click.status)
         try:
             if click.action is Action.PREPARE:
                 return await _prepare(context.service, provider, click, log_line)
@@ -100,9 +109,28 @@ class ClickAdapter(ProtocolAdapter):
             return temporary_answer()
 
 
-def _refused(log_line: dict[str, Any], code: ClickError, reason: str) -> web.Response:
+def _note_asked(log_line: dict[str, Any], params: dict[str, str]) -> None:
+    """Step, transaction id and masked code for the log line and the journal, from the raw
+    form: a refused request is recorded with what it asked, though nothing of it is acted on."""
+    log_line["command"] = wire.command_name(params.get("action"))
+    click_trans_id = wire.readable_id(params.get("click_trans_id"))
+    if click_trans_id is not None:
+        log_line["txn"] = str(click_trans_id)
+    if "merchant_trans_id" in params:
+        code = normalize(params["merchant_trans_id"])
+        log_line["code"] = mask(code) if len(code) <= MAX_CODE_LENGTH else "(too long)"
+
+
+def _refused(
+    log_line: dict[str, Any],
+    params: dict[str, str] | None,
+    code: ClickError,
+    reason: str,
+    *,
+    note: str | None = None,
+) -> web.Response:
     log_line.update(result=str(int(code)), refusal=reason)
-    return wire.refusal(code)
+    return wire.refusal(code, params, note=note)
 
 
 def _done(
@@ -179,28 +207,38 @@ async def _complete(
     click: ClickRequest,
     log_line: dict[str, Any],
 ) -> web.Response:
-    """Credits the prepared payment once, or voids it when Click reports a failure."""
+    """Credits the prepared payment once, or voids it when Click reports a failure.
+
+    The payment is found by our merchant_prepare_id alone. Click's test tool sends a new
+    click_trans_id on every step, so a Complete's click_trans_id need not be the Prepare's;
+    the payment keeps the Prepare's as its external id, and the answer echoes the request's.
+    What ties the two steps together is the signature over merchant_prepare_id, and the amount
+    and code below, which must be the prepared ones.
+    """
     amount = _amount(click)
     if amount is None:
         return _done(log_line, click, ClickError.INCORRECT_AMOUNT)
     if click.status > 0:
         return _done(log_line, click, ClickError.BAD_REQUEST)
-    # Our own id and Click's must name the same payment: either alone could be a stray.
-    external_id, payment_id = click.external_id, click.merchant_prepare_id
+    payment_id = click.merchant_prepare_id
+    log_line["merchant_prepare_id"] = payment_id
     try:
-        payment = await service.status(provider, external_id=external_id, payment_id=payment_id)
+        payment = await service.status(provider, payment_id=payment_id)
     except errors.PaymentNotFound:
         return _done(log_line, click, ClickError.TRANSACTION_NOT_FOUND)
+    log_line["prepared_txn"] = payment.external_id
     if payment.amount_minor != amount:
         return _done(log_line, click, ClickError.INCORRECT_AMOUNT)
     if payment.payment_code != normalize(click.merchant_trans_id):
-        return _done(log_line, click, ClickError.BAD_REQUEST)
+        # Click's -5 is "no such user / order (check merchant_trans_id)": the transaction
+        # exists, but not for the payer this request names.
+        return _done(log_line, click, ClickError.USER_NOT_FOUND)
     try:
         if click.status < 0:
             # Not service.cancel: that would reverse a payment a concurrent Complete credited.
-            await service.void(provider, external_id=external_id, payment_id=payment_id, reason=click.status)
+            await service.void(provider, payment_id=payment_id, reason=click.status)
             return _done(log_line, click, ClickError.TRANSACTION_CANCELLED)
-        result = await service.perform(provider, external_id=external_id, payment_id=payment_id)
+        result = await service.perform(provider, payment_id=payment_id)
     except errors.PaymentNotFound:
         return _done(log_line, click, ClickError.TRANSACTION_NOT_FOUND)
     except errors.WrongState as refused:

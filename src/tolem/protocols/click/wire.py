@@ -31,6 +31,9 @@ SIGNED: Final = (
 PREPARE_ID: Final = "merchant_prepare_id"
 # A real request has about a dozen fields; many more is not Click.
 MAX_FIELDS: Final = 64
+# The longest merchant_trans_id a refusal echoes: a payment code is at most 32 characters, and
+# an unauthenticated caller must not be able to have its text mirrored at length.
+MAX_ECHO: Final = 64
 # Click declares its ids bigint: anything above is not an id it could have issued.
 BIGINT_MAX: Final = 2**63 - 1
 # Positive, no leading zeros (so the text and the number are one-to-one), at most 20 digits.
@@ -63,7 +66,7 @@ def command_name(raw_action: str | None) -> str:
 
 
 class WireError(Exception):
-    """A request we cannot act on; answered with `code` and nothing echoed."""
+    """A request we cannot act on; answered with `code` and the ids it carried (refusal)."""
 
     def __init__(self, code: ClickError, reason: str) -> None:
         super().__init__(reason)
@@ -206,9 +209,36 @@ def _json(payload: dict[str, object], status: int = 200) -> web.Response:
     )
 
 
-def refusal(code: ClickError) -> web.Response:
-    """The answer to a request we could not authenticate or read: the code, nothing echoed."""
-    return _json({"error": int(code), "error_note": NOTES[code]})
+def readable_id(text: str | None) -> int | None:
+    """The id in a raw field when it is one Click could have issued (else None), unauthenticated."""
+    if text is None or not _ID_RE.fullmatch(text) or int(text) > BIGINT_MAX:
+        return None
+    return int(text)
+
+
+def refusal(
+    code: ClickError, params: dict[str, str] | None = None, *, note: str | None = None
+) -> web.Response:
+    """The answer to a request we refused before acting on it (not authenticated, unreadable).
+
+    It echoes the ids the request carried, so that Click can tell which of its calls was
+    refused: click_trans_id (and, on Complete, merchant_prepare_id) when it is an id Click
+    could have issued, merchant_trans_id as sent when it is no longer than MAX_ECHO. Nothing
+    is echoed from a form that could not be read.
+    """
+    payload: dict[str, object] = {}
+    if params is not None:
+        click_trans_id = readable_id(params.get("click_trans_id"))
+        if click_trans_id is not None:
+            payload["click_trans_id"] = click_trans_id
+        merchant_trans_id = params.get("merchant_trans_id")
+        if merchant_trans_id is not None and len(merchant_trans_id) <= MAX_ECHO:
+            payload["merchant_trans_id"] = merchant_trans_id
+        prepare_id = readable_id(params.get(PREPARE_ID))
+        if params.get("action") == Action.COMPLETE.value and prepare_id is not None:
+            payload[PREPARE_ID] = prepare_id
+    payload |= {"error": int(code), "error_note": note or NOTES[code]}
+    return _json(payload)
 
 
 def answer(

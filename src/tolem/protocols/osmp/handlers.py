@@ -1,9 +1,9 @@
 """The OSMP adapter: check looks up, pay credits exactly once, status reports, cancel reverses.
 
-Order of work for every request, so that a refused caller leaves no trace but a log line: IP
-allow-list and Basic credentials (HTTP 403, nothing read); then the parameters, the command,
-and only then the core. Every answer after that is HTTP 200 with the XML body, and every one of
-them echoes `osmp_txn_id`.
+Order of work for every request, so that a refused caller leaves no trace but a log line and
+its journal row: IP allow-list and Basic credentials (HTTP 403; the parameters are read only to
+record what the call asked); then the parameters, the command, and only then the core. Every
+answer after that is HTTP 200 with the XML body, and every one of them echoes `osmp_txn_id`.
 """
 
 from typing import Any, ClassVar, Final
@@ -17,7 +17,7 @@ from tolem.core.codes import MAX_CODE_LENGTH, mask, mask_name, normalize
 from tolem.core.model import PayCommand, Payment, PaymentState, Protocol, Provider
 from tolem.core.service import PaymentService
 from tolem.core.values import frozen
-from tolem.protocols.auth import admitted
+from tolem.protocols.auth import refusal
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.osmp import codes, wire
 from tolem.protocols.osmp.codes import Result
@@ -69,8 +69,10 @@ class OsmpAdapter(ProtocolAdapter):
         log_line: dict[str, Any],
     ) -> web.StreamResponse:
         log_line["command"] = "unparsed"
-        if not await admitted(request, provider, context.settings.trusted_proxies):
-            log_line.update(command="refused", result="forbidden")
+        refused = await refusal(request, provider, context.settings.trusted_proxies)
+        if refused is not None:
+            await _note_refused(request, log_line)
+            log_line.update(result="forbidden", refusal=refused)
             return _forbidden()
         txn_id: str | None = None
         try:
@@ -116,6 +118,25 @@ class OsmpAdapter(ProtocolAdapter):
         except errors.TemporarilyUnavailable as exc:
             log_line["error"] = str(exc)
             return _answered(log_line, wire.answer(osmp.txn_id, Result.TEMPORARY), Result.TEMPORARY)
+
+
+async def _note_refused(request: web.Request, log_line: dict[str, Any]) -> None:
+    """Command, txn_id and masked code of a refused call, for its journal row.
+
+    The parameters (the body bounded by the gateway's size limit) are read for that record
+    only: the caller still gets nothing but 403, and nothing reaches the core.
+    """
+    try:
+        params = await wire.read_params(request)
+    except WireError:
+        return
+    log_line["command"] = wire.command_name(params.get("command"))
+    txn_id = wire.txn_id_of(params)
+    if txn_id is not None:
+        log_line["txn"] = txn_id
+    if "account" in params:
+        code = normalize(params["account"])
+        log_line["code"] = mask(code) if len(code) <= MAX_CODE_LENGTH else "(too long)"
 
 
 def _answered(log_line: dict[str, Any], response: web.Response, result: Result) -> web.Response:

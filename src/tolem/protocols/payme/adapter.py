@@ -17,7 +17,7 @@ from tolem.core.codes import mask, mask_name, normalize
 from tolem.core.model import PayCommand, Payment, PaymentResult, PaymentState, Protocol, Provider
 from tolem.core.service import PaymentService
 from tolem.core.values import frozen
-from tolem.protocols.auth import admitted
+from tolem.protocols.auth import refusal
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.payme import codes, wire
 
@@ -122,12 +122,11 @@ class PaymeAdapter(ProtocolAdapter):
     ) -> web.StreamResponse:
         """Authenticates, reads the JSON-RPC call, runs it and answers, always with HTTP 200."""
         log_line["command"] = "unparsed"
-        if not await admitted(
+        refused = await refusal(
             request, provider, context.settings.trusted_proxies, default_login=DEFAULT_LOGIN
-        ):
-            # Refused before the body is even read.
-            log_line["command"] = "refused"
-            return self._fail(log_line, None, codes.insufficient_privilege())
+        )
+        if refused is not None:
+            return await self._refuse(request, log_line, refused)
         if request.method != "POST":
             return self._fail(log_line, None, codes.not_post())
         request_id: wire.RequestId = None
@@ -156,6 +155,27 @@ class PaymeAdapter(ProtocolAdapter):
             return self._fail(log_line, request_id, codes.system_error())
         log_line["result"] = "ok"
         return _respond(request_id, "result", result)
+
+    async def _refuse(self, request: web.Request, log_line: dict[str, Any], reason: str) -> web.Response:
+        """-32504, echoing the request's id so that Payme can match the answer to its call.
+
+        The body (bounded by the gateway's size limit) is read for that id, and for the method,
+        transaction id and masked code the journal records with the reason; no method runs,
+        nothing reaches the store.
+        """
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            body = b""
+        seen = wire.glimpse(body)
+        # Never the raw name: it labels metrics.
+        log_line["command"] = seen.method if seen.method in self._methods else "unknown"
+        if seen.txn is not None:
+            log_line["txn"] = seen.txn
+        if seen.code is not None:
+            log_line["code"] = mask(normalize(seen.code))
+        log_line["refusal"] = reason
+        return self._fail(log_line, seen.request_id, codes.insufficient_privilege())
 
     def temporary_error(self, request: web.Request, provider: Provider) -> web.StreamResponse:
         """-32400, echoing the request id if it was read before things went wrong."""

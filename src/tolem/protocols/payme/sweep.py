@@ -76,7 +76,7 @@ async def run(settings: Settings, *, once: bool, interval: float, batch: int = D
     """Sweeps once, or every `interval` seconds until cancelled; a failed pass is retried later."""
     assert settings.database_url is not None
     dsn = settings.database_url.get_secret_value()
-    pool = await create_pool(dsn, size=2, deadline=settings.request_deadline)
+    pool = await create_pool(dsn, size=2, deadline=settings.request_deadline, pooler=settings.database_pooler)
     try:
         while True:
             try:

@@ -6,8 +6,9 @@ unacceptable account -31050. Checks run in that order, so the answer to a reques
 faults does not depend on dictionary order.
 """
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -15,6 +16,7 @@ from tolem.core.values import frozen
 from tolem.protocols.payme import codes
 
 RequestId = int | str | None
+T = TypeVar("T")
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
@@ -60,6 +62,44 @@ def request_id(document: Any) -> RequestId:
     if isinstance(value, str) and len(value) <= MAX_REQUEST_ID_LENGTH:
         return value
     raise codes.invalid_request("id")
+
+
+@frozen
+class Glimpse:
+    """What a refused call asked, read without acting on it: the id to echo, and the method,
+    transaction id and payment code it named (each None when absent or unusable)."""
+
+    request_id: RequestId
+    method: str | None
+    txn: str | None
+    code: str | None
+
+
+def glimpse(body: bytes) -> Glimpse:
+    """The parts of a body a refusal may echo or journal; never raises, whatever the body."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return Glimpse(None, None, None, None)
+    if not isinstance(document, dict):
+        return Glimpse(None, None, None, None)
+    params = document.get("params")
+    if not isinstance(params, dict):
+        params = {}
+    method = document.get("method")
+    return Glimpse(
+        request_id=_or_none(request_id, document),
+        method=method if isinstance(method, str) else None,
+        txn=_or_none(transaction_id, params),
+        code=_or_none(account_code, params),
+    )
+
+
+def _or_none(read: Callable[[dict[str, Any]], T], document: dict[str, Any]) -> T | None:
+    try:
+        return read(document)
+    except codes.PaymeError:
+        return None
 
 
 def call(document: dict[str, Any]) -> Call:
