@@ -349,5 +349,9 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> web.A
         from tolem.admin.api import PREFIX, build_admin_app  # noqa: PLC0415 - only when enabled
 
         app.add_subapp(PREFIX, build_admin_app(settings, lambda: app[POOL]))
+    if settings.ops_console:
+        from tolem.ops.app import build_ops_app  # noqa: PLC0415 - templates load only when served
+
+        app.add_subapp("/ops", build_ops_app(settings, lambda: app[POOL]))
     app.router.add_route("*", "/{tail:.*}", logged(unrouted), name=UNROUTED)
     return app

@@ -107,6 +107,24 @@ ADMIN_REQUESTS: Final = Counter(
     ["route", "status"],
     registry=REGISTRY,
 )
+OPS_REQUESTS: Final = Counter(
+    "tolem_ops_requests_total",
+    "Operator console requests by route and HTTP status.",
+    ["route", "status"],
+    registry=REGISTRY,
+)
+OPS_LOGINS: Final = Counter(
+    "tolem_ops_logins_total",
+    "Operator console logins by outcome: ok, refused (wrong name or password), locked (throttled).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+OPS_ACTIONS: Final = Counter(
+    "tolem_ops_actions_total",
+    "Changes operators made in the console, by action.",
+    ["action"],
+    registry=REGISTRY,
+)
 
 MULTIPROCESS_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # Where the private cluster lives when no database URL is given; unset, a place per user
     # (tolem.db.embedded.default_data_dir), never one per working directory.
     data_dir: str | None = None
+    # The operator console under /ops/ (operators log in with their own passwords).
+    ops_console: bool = True
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

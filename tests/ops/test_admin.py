@@ -298,7 +298,9 @@ class TestOpenApi:
         validate(document)
         documented = {(method.upper(), path) for path, ops in document["paths"].items() for method in ops}
         [admin_app] = [
-            r._app for r in admin.app.router.resources() if isinstance(r, web.PrefixedSubAppResource)
+            r._app
+            for r in admin.app.router.resources()
+            if isinstance(r, web.PrefixedSubAppResource) and r.canonical == "/admin"
         ]
         routed = set()
         for route in admin_app.router.routes():

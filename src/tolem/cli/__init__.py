@@ -10,7 +10,19 @@ import asyncpg
 from pydantic import ValidationError
 
 from tolem import __version__
-from tolem.cli import accounts, db, journal, ledger, payments, providers, reconcile, report, serve, sweep
+from tolem.cli import (
+    accounts,
+    db,
+    journal,
+    ledger,
+    operators,
+    payments,
+    providers,
+    reconcile,
+    report,
+    serve,
+    sweep,
+)
 from tolem.cli.common import Command, DatabaseUnreachable, Parser, Register, UsageError
 from tolem.database import resolve_database
 from tolem.db import migrate as migrate_db
@@ -29,6 +41,7 @@ COMMANDS: Final[tuple[Register, ...]] = (
     payments.register,
     report.register,
     reconcile.register,
+    operators.register,
     db.register,
 )
 # Services that run until stopped: their log is their output, on stdout.

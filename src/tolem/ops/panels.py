@@ -1,0 +1,108 @@
+"""Where the console grows: sections of the account page and pages of their own.
+
+Another part of tolem shows its data in the console by adding one entry here and one template
+under ops/templates/panels/; nothing else in the console changes. Every panel and page is
+read-only and sees only a database connection, so it cannot skip the login, the CSRF check
+or the record of actions, which live in the console's middleware and handlers.
+"""
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import asyncpg
+
+from tolem.db import console as console_db
+from tolem.db import providers as provider_db
+from tolem.db.accounts import AccountView
+from tolem.db.operators import Role
+from tolem.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class AccountPanel:
+    """A section of the account page, below the payments and above the operator actions."""
+
+    name: str
+    # Message key of the section's heading (tolem.ops.i18n).
+    title: str
+    # Template under ops/templates/, rendered with `data` (what `load` returned) and `t`.
+    template: str
+    load: Callable[[asyncpg.Connection, AccountView, Settings], Awaitable[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A page of its own at /ops/{name}, listed in the navigation."""
+
+    name: str
+    title: str
+    template: str
+    load: Callable[[asyncpg.Connection, Settings], Awaitable[Mapping[str, Any]]]
+    # Who may open it; support sees everything read-only unless a page says otherwise.
+    role: Role = Role.SUPPORT
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRow:
+    """A provider as the console lists it: whether secrets are set, never the secrets."""
+
+    name: str
+    protocol: str
+    enabled: bool
+    allow_ips: list[str]
+    login: str | None
+    has_password: bool
+    has_secret: bool
+    service_id: str | None
+    min_amount_minor: int | None
+    max_amount_minor: int | None
+    currency: str
+    timezone: str | None
+
+
+async def _providers(conn: asyncpg.Connection, _settings: Settings) -> Mapping[str, Any]:
+    found = await provider_db.load_all(conn)
+    rows = [
+        ProviderRow(
+            name=p.name,
+            protocol=str(p.protocol),
+            enabled=p.enabled,
+            allow_ips=[str(n) for n in p.allow_ips],
+            login=p.login,
+            has_password=p.password_hash is not None,
+            has_secret=p.secret is not None,
+            service_id=p.service_id,
+            min_amount_minor=p.min_amount_minor,
+            max_amount_minor=p.max_amount_minor,
+            currency=p.currency,
+            timezone=p.timezone,
+        )
+        for p in found.values()
+    ]
+    return {"providers": rows}
+
+
+async def _today(conn: asyncpg.Connection, settings: Settings) -> Mapping[str, Any]:
+    return {"totals": await console_db.today_totals(conn, settings.timezone)}
+
+
+# ----------------------------------------------------------------------------------------------
+# THE PLACE TO ADD TO.
+#
+# Outbox delivery state (billing events and their delivery to the billing system) belongs on
+# the account page: one AccountPanel whose `load` reads the account's events and attempts,
+# e.g. AccountPanel("outbox", "panel_outbox", "panels/outbox.html", outbox_panel).
+#
+# Open reconciliation discrepancies are a page of their own for accounting:
+# e.g. Page("discrepancies", "nav_discrepancies", "panels/discrepancies.html", open_discrepancies).
+#
+# Add the title keys to all three tables in tolem.ops.i18n (a test checks that they match).
+# ----------------------------------------------------------------------------------------------
+
+ACCOUNT_PANELS: Final[tuple[AccountPanel, ...]] = ()
+
+PAGES: Final[tuple[Page, ...]] = (
+    Page("providers", "nav_providers", "providers.html", _providers),
+    Page("today", "nav_today", "today.html", _today),
+)

@@ -1,0 +1,60 @@
+"""The console's three languages say the same things: no key missing in any, none unused."""
+
+import re
+from pathlib import Path
+
+from tolem.db.operators import Action, Role
+from tolem.ops import i18n
+
+TEMPLATES = Path(i18n.__file__).parent / "templates"
+SOURCES = Path(i18n.__file__).parent
+_KEY_RE = re.compile(r"""\bt\(\s*["']([a-z_.]+)["']""")
+_STATIC_KEY_RE = re.compile(
+    r"""(?:PageError\(\s*\d{3},\s*|error=|hint = |"hint": |translator\([^)]*\)\()["']([a-z_.]+)["']"""
+)
+
+
+def used_keys() -> set[str]:
+    """Keys the templates and handlers name literally, plus the ones built from values."""
+    keys: set[str] = set()
+    for template in TEMPLATES.rglob("*.html"):
+        keys |= set(_KEY_RE.findall(template.read_text()))
+    for source in SOURCES.glob("*.py"):
+        text = source.read_text()
+        keys |= set(_KEY_RE.findall(text)) | set(_STATIC_KEY_RE.findall(text))
+    # `t("status_" ~ account.status)`: the prefix is not a key, its completions below are.
+    keys = {k for k in keys if not k.endswith("_")}
+    keys |= {f"status_{s}" for s in ("active", "blocked")}
+    keys |= {f"state_{s}" for s in ("reserved", "credited", "voided", "reversed")}
+    keys |= {f"origin_{s}" for s in ("issued", "imported")}
+    keys |= {f"role_{r}" for r in Role}
+    keys |= {f"action_{a}" for a in Action}
+    keys |= {"nav_providers", "nav_today"}
+    return keys
+
+
+def test_every_language_has_the_same_keys() -> None:
+    """Russian, English and Kyrgyz tables have exactly the same keys and the same placeholders."""
+    for code, table in i18n.MESSAGES.items():
+        assert set(table) == set(i18n.EN), code
+        for key, text in table.items():
+            assert set(re.findall(r"\{(\w+)\}", text)) == set(re.findall(r"\{(\w+)\}", i18n.EN[key])), (
+                code,
+                key,
+            )
+            assert text.strip(), (code, key)
+
+
+def test_every_key_used_exists_and_every_key_is_used() -> None:
+    """Each key a page or handler names is in the tables, and the tables hold nothing unused."""
+    used = used_keys()
+    assert used - set(i18n.EN) == set()
+    assert set(i18n.EN) - used == set()
+
+
+def test_negotiation() -> None:
+    """Accept-Language picks the first language the console speaks, else Russian."""
+    assert i18n.negotiate("ky-KG,ru;q=0.8") == "ky"
+    assert i18n.negotiate("de, EN-us;q=0.5") == "en"
+    assert i18n.negotiate("") == "ru"
+    assert i18n.known("ky") == "ky" and i18n.known("kz") is None
