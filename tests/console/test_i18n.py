@@ -3,8 +3,10 @@
 import re
 from pathlib import Path
 
+from tolem.db import reconcile as reconcile_db
 from tolem.db.operators import Action, Role
 from tolem.ops import i18n
+from tolem.ops.panels import PAGES
 
 TEMPLATES = Path(i18n.__file__).parent / "templates"
 SOURCES = Path(i18n.__file__).parent
@@ -29,7 +31,8 @@ def used_keys() -> set[str]:
     keys |= {f"origin_{s}" for s in ("issued", "imported")}
     keys |= {f"role_{r}" for r in Role}
     keys |= {f"action_{a}" for a in Action}
-    keys |= {"nav_providers", "nav_today"}
+    keys |= {f"kind_{k}" for k in reconcile_db.KINDS}
+    keys |= {page.title for page in PAGES}
     return keys
 
 

@@ -1,10 +1,12 @@
 """Console pages through a real app, database and gateway: search, the account page, roles,
 escaping, providers, today's totals, headers and the places where the console grows."""
 
+import hashlib
 import html
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 import asyncpg
@@ -29,10 +31,13 @@ from tolem.core.codes import mask
 from tolem.core.model import PayCommand
 from tolem.core.service import PaymentService
 from tolem.db import console as console_db
+from tolem.db import providers as provider_db
+from tolem.db import reconcile as reconcile_db
 from tolem.db.store import PgStore
 from tolem.ops.app import build_ops_app
 from tolem.ops.panels import PAGES, AccountPanel, Page
 from tolem.ops.web import moment, money
+from tolem.reconcile import formats
 from tolem.settings import Settings
 
 Customer = tuple[int, str]
@@ -542,6 +547,56 @@ class TestGrowth:
         assert page.text.index("panel-demo") < page.text.index('id="actions"')
         assert 'href="/ops/demo"' in page.text
         assert (await browser.get("/ops/demo")).status == 200
+
+
+class TestDiscrepancies:
+    async def test_open_discrepancies_are_listed_for_accounting(
+        self, support: Console, customer: Customer, client: TestClient[Any, Any], pool: asyncpg.Pool
+    ) -> None:
+        """The page lists each open difference of a diffed registry with both sides' amounts and
+        its currency, counts per provider, and drops one once it is resolved."""
+        _, code = customer
+        await osmp_pay(client, code, "5101", "100.00")
+        await osmp_pay(client, code, "5102", "50.00")
+        data = (
+            f"5101\t25.11.2026\t14:30:00\t{code}\t100.00\n"
+            f"5102\t25.11.2026\t14:30:00\t{code}\t60.00\n"
+            f"5199\t25.11.2026\t15:00:00\t{code}\t7.00\n"
+            "Total: 3 167.00\n"
+        ).encode()
+        async with pool.acquire() as conn:
+            provider = await provider_db.get(conn, "kiosk")
+            key = formats.txn_key(provider.protocol)
+            parsed = formats.parse(data, formats.Format.QIWI, zone=ZoneInfo("Asia/Bishkek"), key=key)
+            diffed = await reconcile_db.import_registry(
+                conn,
+                provider=provider,
+                day=date(2026, 11, 25),
+                zone="Asia/Bishkek",
+                parsed=parsed,
+                file_name="r.txt",
+                sha256=hashlib.sha256(data).hexdigest(),
+                imported_by="test",
+            )
+        kinds = {d.txn: d.kind for d in diffed.differences}
+        assert kinds == {"5102": "amount_mismatch", "5199": "missing_ours"}
+        await support.get("/ops/lang/en?next=%2Fops%2F")
+        page = await support.get("/ops/discrepancies")
+        assert page.status == 200
+        found = re.finditer(r'<tr id="discrepancy-(\d+)">(.*?)</tr>', page.text, re.S)
+        rows = {m.group(1): text_of(m.group(2)) for m in found}
+        assert len(rows) == 2
+        mismatch = next(r for r in rows.values() if "5102" in r)
+        assert "amounts differ" in mismatch and "60.00 KGS" in mismatch and "50.00 KGS" in mismatch
+        missing = next(r for r in rows.values() if "5199" in r)
+        assert "in their registry, not ours" in missing and "7.00 KGS" in missing
+        assert '<span data-provider="kiosk"><strong>kiosk</strong>: 2</span>' in page.text
+        assert 'href="/ops/discrepancies"' in page.text
+        first = next(d for d in diffed.differences if d.txn == "5199")
+        async with pool.acquire() as conn:
+            await reconcile_db.resolve(conn, first.discrepancy_id, operator="test", note="paid by hand")
+        after = await support.get("/ops/discrepancies")
+        assert "5199" not in after.text and "5102" in after.text
 
 
 def test_money_and_moments_as_shown() -> None:

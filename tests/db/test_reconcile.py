@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import re
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -402,3 +403,11 @@ class TestCredit:
                 await credit_missing(conn, service, ids["amount_mismatch"], operator="bob")
             assert (await reconcile_db.get_discrepancy(conn, ids["missing_ours"])).open
         assert await factory.balance(account_id) == 1_00
+
+
+async def test_kinds_are_the_schemas_words(pool: asyncpg.Pool) -> None:
+    """The kinds the code names are exactly those ck__discrepancies__kind admits."""
+    definition = await pool.fetchval(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'ck__discrepancies__kind'"
+    )
+    assert set(re.findall(r"'(\w+)'", definition)) == set(reconcile_db.KINDS)

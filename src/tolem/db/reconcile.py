@@ -80,6 +80,17 @@ class RegistrySuperseded(Exception):
         self.latest = latest
 
 
+# The kinds of difference, as ck__discrepancies__kind spells them.
+KINDS: Final = (
+    "missing_ours",
+    "missing_theirs",
+    "amount_mismatch",
+    "code_mismatch",
+    "state_mismatch",
+    "day_mismatch",
+)
+
+
 class DiscrepancyNotFound(LookupError):
     """No discrepancy with that id."""
 

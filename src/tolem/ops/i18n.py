@@ -129,6 +129,19 @@ EN: Final = {
     "error_login_missing": "Enter your name and password.",
     "error_login_locked": "Too many failed logins. Try again after {until}.",
     "error_payer_name": "A payer's name is 1 to 200 printable characters.",
+    "nav_discrepancies": "Discrepancies",
+    "discrepancies_hint": "Differences between aggregators' registries and our payments, still open (newest first, at most {shown}); `tolem reconcile resolve ID --note …` resolves one.",
+    "no_discrepancies": "No open discrepancies.",
+    "col_kind": "Difference",
+    "col_theirs": "Theirs",
+    "col_ours": "Ours",
+    "col_found": "Found",
+    "kind_missing_ours": "in their registry, not ours",
+    "kind_missing_theirs": "ours, not in their registry",
+    "kind_amount_mismatch": "amounts differ",
+    "kind_code_mismatch": "payment codes differ",
+    "kind_state_mismatch": "cancelled on one side",
+    "kind_day_mismatch": "on another day",
 }
 
 RU: Final = {
@@ -248,6 +261,19 @@ RU: Final = {
     "error_login_missing": "Введите имя и пароль.",
     "error_login_locked": "Слишком много неудачных попыток входа. Повторите после {until}.",
     "error_payer_name": "Имя плательщика: от 1 до 200 печатных символов.",
+    "nav_discrepancies": "Расхождения",
+    "discrepancies_hint": "Расхождения реестров агрегаторов с нашими платежами, ещё открытые (сначала новые, не больше {shown}); закрыть: `tolem reconcile resolve ID --note …`.",
+    "no_discrepancies": "Открытых расхождений нет.",
+    "col_kind": "Расхождение",
+    "col_theirs": "У них",
+    "col_ours": "У нас",
+    "col_found": "Найдено",
+    "kind_missing_ours": "в их реестре, нет у нас",
+    "kind_missing_theirs": "у нас, нет в их реестре",
+    "kind_amount_mismatch": "суммы различаются",
+    "kind_code_mismatch": "коды оплаты различаются",
+    "kind_state_mismatch": "отменён на одной стороне",
+    "kind_day_mismatch": "в другой день",
 }
 
 KY: Final = {
@@ -367,6 +393,19 @@ KY: Final = {
     "error_login_missing": "Атыңызды жана сырсөзүңүздү жазыңыз.",
     "error_login_locked": "Ийгиликсиз кирүү аракеттери өтө көп. {until} кийин кайталаңыз.",
     "error_payer_name": "Төлөөчүнүн аты: 1ден 200гө чейин басылуучу белги.",
+    "nav_discrepancies": "Айырмачылыктар",
+    "discrepancies_hint": "Агрегаторлордун реестрлери менен биздин төлөмдөрдүн ачык айырмачылыктары (жаңылары биринчи, {shown} чейин); жабуу: `tolem reconcile resolve ID --note …`.",
+    "no_discrepancies": "Ачык айырмачылыктар жок.",
+    "col_kind": "Айырмачылык",
+    "col_theirs": "Аларда",
+    "col_ours": "Бизде",
+    "col_found": "Табылды",
+    "kind_missing_ours": "алардын реестринде бар, бизде жок",
+    "kind_missing_theirs": "бизде бар, алардын реестринде жок",
+    "kind_amount_mismatch": "суммалар айырмаланат",
+    "kind_code_mismatch": "төлөм коддору айырмаланат",
+    "kind_state_mismatch": "бир тарапта жокко чыгарылган",
+    "kind_day_mismatch": "башка күнү",
 }
 
 MESSAGES: Final = {"en": EN, "ru": RU, "ky": KY}

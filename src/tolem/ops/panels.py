@@ -14,6 +14,7 @@ import asyncpg
 
 from tolem.db import console as console_db
 from tolem.db import providers as provider_db
+from tolem.db import reconcile as reconcile_db
 from tolem.db.accounts import AccountView
 from tolem.db.operators import Role
 from tolem.settings import Settings
@@ -87,15 +88,24 @@ async def _today(conn: asyncpg.Connection, settings: Settings) -> Mapping[str, A
     return {"totals": await console_db.today_totals(conn, settings.timezone)}
 
 
+# Enough for a morning's work; the rest is in `tolem reconcile list`.
+DISCREPANCIES_SHOWN: Final = 200
+
+
+async def _discrepancies(conn: asyncpg.Connection, _settings: Settings) -> Mapping[str, Any]:
+    return {
+        "open": await reconcile_db.list_discrepancies(conn, limit=DISCREPANCIES_SHOWN),
+        "counts": {name: n for name, n in (await reconcile_db.open_counts(conn)).items() if n},
+        "shown": DISCREPANCIES_SHOWN,
+    }
+
+
 # ----------------------------------------------------------------------------------------------
 # THE PLACE TO ADD TO.
 #
 # Outbox delivery state (billing events and their delivery to the billing system) belongs on
 # the account page: one AccountPanel whose `load` reads the account's events and attempts,
 # e.g. AccountPanel("outbox", "panel_outbox", "panels/outbox.html", outbox_panel).
-#
-# Open reconciliation discrepancies are a page of their own for accounting:
-# e.g. Page("discrepancies", "nav_discrepancies", "panels/discrepancies.html", open_discrepancies).
 #
 # Add the title keys to all three tables in tolem.ops.i18n (a test checks that they match).
 # ----------------------------------------------------------------------------------------------
@@ -105,4 +115,5 @@ ACCOUNT_PANELS: Final[tuple[AccountPanel, ...]] = ()
 PAGES: Final[tuple[Page, ...]] = (
     Page("providers", "nav_providers", "providers.html", _providers),
     Page("today", "nav_today", "today.html", _today),
+    Page("discrepancies", "nav_discrepancies", "panels/discrepancies.html", _discrepancies),
 )
