@@ -121,7 +121,9 @@ class BillmanagerSink:
         # POSTed, so that authinfo stays out of URLs and the receiver's access logs.
         form = {**params, "authinfo": self._authinfo, "out": "json"}
         try:
-            async with self._client.session().post(self._endpoint, data=form) as response:
+            async with self._client.session().post(
+                self._endpoint, data=form, allow_redirects=False
+            ) as response:
                 status = response.status
                 raw = await response.read()
         except TRANSPORT_ERRORS as exc:

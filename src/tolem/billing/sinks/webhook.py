@@ -70,8 +70,9 @@ class WebhookSink:
     async def deliver(self, event: Event, progress: Progress) -> Outcome:
         body = orjson.dumps(payload(event))
         try:
+            # A redirect is answered, not followed: following would turn the POST into a GET.
             async with self._client.session().post(
-                self._url, data=body, headers=self.headers(event, body)
+                self._url, data=body, headers=self.headers(event, body), allow_redirects=False
             ) as response:
                 status = response.status
                 wait = retry_after(response.headers.get("Retry-After"))

@@ -109,7 +109,9 @@ class WhmcsSink:
         form = {**fields, "identifier": self._identifier, "secret": self._secret, "responsetype": "json"}
         action = fields["action"]
         try:
-            async with self._client.session().post(self._endpoint, data=form) as response:
+            async with self._client.session().post(
+                self._endpoint, data=form, allow_redirects=False
+            ) as response:
                 status = response.status
                 raw = await response.read()
         except TRANSPORT_ERRORS as exc:
