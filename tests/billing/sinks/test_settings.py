@@ -27,8 +27,9 @@ _COMPLETE = {
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("SINK", "URL", "SECRET", "LOGIN", "PASSWORD", "PAYMETHOD", "CURRENCY_ID", "TIMEOUT"):
-        monkeypatch.delenv(f"TOLEM_BILLING_{name}", raising=False)
+    for name in Settings.model_fields:
+        if name.startswith("billing_"):
+            monkeypatch.delenv(f"TOLEM_{name.upper()}", raising=False)
 
 
 def test_no_sink_by_default() -> None:

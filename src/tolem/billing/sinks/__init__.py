@@ -5,6 +5,8 @@ billmanager.py payment.add + payment.setpaid in BILLmanager (ISPsystem)
 whmcs.py       AddTransaction to the client's credit in WHMCS
 """
 
+from pydantic import SecretStr
+
 from tolem.billing.sink import Sink
 from tolem.billing.sinks.billmanager import BillmanagerSink
 from tolem.billing.sinks.webhook import WebhookSink
@@ -14,9 +16,8 @@ from tolem.settings import Settings
 __all__ = ["BillmanagerSink", "WebhookSink", "WhmcsSink", "from_settings"]
 
 
-def _secret(value: object) -> str:
-    get = getattr(value, "get_secret_value", None)
-    return str(get()) if get is not None else ""
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
 
 
 def from_settings(settings: Settings) -> Sink | None:

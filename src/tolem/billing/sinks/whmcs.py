@@ -19,6 +19,7 @@ from tolem.core.money import MINOR_PER_MAJOR, format_amount
 
 DUPLICATE_TRANSID: Final = "Transaction ID must be Unique"
 _HTTP_OK: Final = 200
+_REFUSED_CALLER: Final = frozenset({401, 403})
 # The settings' names for WHMCS's localisation formats, as strftime patterns.
 DATE_FORMATS: Final = {
     "DD/MM/YYYY": "%d/%m/%Y",
@@ -120,7 +121,7 @@ class WhmcsSink:
             answer = orjson.loads(raw)
         except orjson.JSONDecodeError:
             answer = None
-        if isinstance(answer, dict) and answer.get("result") == "error" and status != _HTTP_OK:
+        if isinstance(answer, dict) and status in _REFUSED_CALLER:
             # WHMCS answers bad credentials and unlisted addresses with 401/403 and a message.
             message = short(str(answer.get("message", "")), self._secret)
             return Retry(f"WHMCS {action} answered HTTP {status}: {message}: check TOLEM_BILLING_LOGIN")
