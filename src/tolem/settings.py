@@ -1,13 +1,32 @@
 """Deployment settings from the environment (prefix TOLEM_). Built once in main() and passed in."""
 
+import base64
+import binascii
 from ipaddress import IPv4Network, IPv6Network, ip_network
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Network = IPv4Network | IPv6Network
+BillingSink = Literal["none", "webhook", "billmanager", "whmcs"]
+# WHMCS reads AddTransaction's date in the installation's own localisation format.
+WhmcsDateFormat = Literal["DD/MM/YYYY", "DD.MM.YYYY", "DD-MM-YYYY", "MM/DD/YYYY", "YYYY/MM/DD", "YYYY-MM-DD"]
+
+# What each billing sink cannot work without, named as the operator sets it.
+_SINK_NEEDS: dict[str, tuple[str, ...]] = {
+    "webhook": ("billing_url", "billing_secret"),
+    "billmanager": (
+        "billing_url",
+        "billing_login",
+        "billing_password",
+        "billing_paymethod",
+        "billing_currency_id",
+    ),
+    "whmcs": ("billing_url", "billing_login", "billing_password", "billing_paymethod"),
+}
 
 
 class Settings(BaseSettings):
@@ -37,6 +56,19 @@ class Settings(BaseSettings):
     data_dir: str | None = None
     # The operator console under /ops/ (operators log in with their own passwords).
     ops_console: bool = True
+    # Where credits, reversals and voids are delivered from the outbox (tolem.billing.sinks).
+    billing_sink: BillingSink = "none"
+    billing_url: str | None = None
+    # The webhook's signing secret, `whsec_` and base64, shared with the receiver.
+    billing_secret: SecretStr | None = None
+    # BILLmanager authinfo user and password; WHMCS API credential identifier and secret.
+    billing_login: str | None = None
+    billing_password: SecretStr | None = None
+    # BILLmanager payment method id; WHMCS payment method (gateway) in its system name.
+    billing_paymethod: str | None = None
+    billing_currency_id: str | None = None
+    billing_date_format: WhmcsDateFormat = "DD/MM/YYYY"
+    billing_timeout: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -53,3 +85,36 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _billing_complete(self) -> Self:
+        # A sink missing a setting would fail every delivery; refusing to start says which one.
+        for field in _SINK_NEEDS.get(self.billing_sink, ()):
+            value = getattr(self, field)
+            if value is None or not (value.get_secret_value() if isinstance(value, SecretStr) else value):
+                sink = self.billing_sink
+                raise _billing_error(f"TOLEM_{field.upper()} is required when TOLEM_BILLING_SINK={sink}")
+        if self.billing_sink == "none":
+            return self
+        url = self.billing_url or ""
+        if not url.startswith(("https://", "http://")) or len(url) < 10:
+            raise _billing_error("TOLEM_BILLING_URL must be an http:// or https:// address")
+        if self.billing_sink == "webhook" and not _is_webhook_secret(self.billing_secret):
+            raise _billing_error("TOLEM_BILLING_SECRET must be whsec_ followed by base64 (at least 24 bytes)")
+        return self
+
+
+def _billing_error(message: str) -> PydanticCustomError:
+    return PydanticCustomError("billing_setting", message)
+
+
+def _is_webhook_secret(secret: SecretStr | None) -> bool:
+    text = secret.get_secret_value() if secret is not None else ""
+    if not text.startswith("whsec_"):
+        return False
+    try:
+        key = base64.b64decode(text.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    # Standard Webhooks asks for 24 to 64 random bytes.
+    return len(key) >= 24

@@ -137,4 +137,5 @@ def _config_problem(exc: ValidationError) -> str:
     field = str(first["loc"][0]) if first["loc"] else ""
     name = f"TOLEM_{field.upper()}" if field in Settings.model_fields else field
     option = f" (or --{field})" if field in _SERVE_OPTIONS else ""
-    return f"{name}{option}: {first['msg']}"
+    # A check across settings (a billing sink without its URL) names its variables itself.
+    return f"{name}{option}: {first['msg']}" if name else str(first["msg"])
