@@ -23,8 +23,12 @@ The order rule, because a fresh database runs every migration before any functio
   * Within the functions files, what is checked when a file is applied (a trigger's function, a
     LANGUAGE sql body) may name functions of migrations, of the same file or of a file earlier in
     name order; PL/pgSQL bodies are resolved only when they run.
+  * Types, tables, keys and indexes stay in migrations; the files hold only functions, their
+    comments and triggers.
   * Changing a function's arguments or result type needs a migration that drops the old one; a
     function no file defines any more is dropped by a migration too (DROP FUNCTION IF EXISTS).
+    Until the files commit, right after, bodies still calling a dropped function fail, roll
+    back and are answered "retry" (servers of the previous release, during a deploy).
 """
 
 import hashlib
