@@ -205,7 +205,7 @@ async def readyz(request: web.Request) -> web.Response:
         return web.json_response({"status": "unavailable", "error": type(exc).__name__}, status=503)
     if todo:
         return web.json_response(
-            {"status": "migrations pending", "pending": [m.name for m in todo]},
+            {"status": "migrations pending", "pending": [m.label for m in todo]},
             status=503,
         )
     return web.json_response({"status": "ready"})

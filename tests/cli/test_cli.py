@@ -374,6 +374,27 @@ class TestGeneral:
             await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
             await admin.close()
 
+    async def test_changed_functions_file_blocks_serve_until_migrated(
+        self, cli: Cli, database_url: str
+    ) -> None:
+        """New function code the database has not applied stops serve, naming the file; migrate applies it."""
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(
+                "UPDATE schema_functions SET sha256 = repeat('0', 64) WHERE name = 'payments.sql'"
+            )
+            serve = await cli("serve", "--port", "0")
+            one_error_line(serve)
+            assert "functions/payments.sql" in serve.err
+            assert "tolem migrate" in serve.err
+            migrated = await cli("migrate")
+            assert migrated.code == 0
+            assert migrated.out.splitlines()[1:] == ["applied functions/payments.sql"]
+            listed = await cli("provider", "list")
+            assert listed.code == 0
+        finally:
+            await conn.close()
+
     async def test_unreachable_database_is_one_line(self, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
         """A database that does not answer is reported on one line, exit 1."""
         monkeypatch.setenv("TOLEM_DATABASE_URL", "postgresql://postgres:pw@127.0.0.1:1/none")

@@ -12,7 +12,14 @@ import pytest
 from tests.conftest import Factory
 from tolem.core.model import PayCommand
 from tolem.core.service import PaymentService
-from tolem.db.migrate import MigrationError, load_migrations, migrate, migrations_dir, pending
+from tolem.db.migrate import (
+    MigrationError,
+    load_functions,
+    load_migrations,
+    migrate,
+    migrations_dir,
+    pending,
+)
 
 
 @pytest.fixture
@@ -29,15 +36,16 @@ async def empty_database(server_dsn: str) -> AsyncIterator[str]:
 
 
 async def test_fresh_apply_then_noop(empty_database: str) -> None:
-    """Every file applies once, in order; a second run applies nothing and nothing is pending."""
+    """Every file applies once, in order, then the functions files; a second run applies nothing."""
     conn = await asyncpg.connect(empty_database)
     try:
         first = await migrate(conn)
         second = await migrate(conn)
         rows = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
-        assert first == [m.name for m in load_migrations()]
+        migrations = [m.name for m in load_migrations()]
+        assert first == migrations + [f"functions/{f.name}" for f in load_functions()]
         assert second == []
-        assert [r["name"] for r in rows] == first
+        assert [r["name"] for r in rows] == migrations
         assert await pending(conn) == []
     finally:
         await conn.close()
@@ -108,7 +116,8 @@ async def test_concurrent_runners_apply_once(empty_database: str) -> None:
     try:
         applied = await asyncio.gather(*(migrate(c) for c in conns))
         names = [name for run in applied for name in run]
-        assert sorted(names) == sorted(m.name for m in load_migrations())
+        files = [m.label for m in load_migrations()] + [f.label for f in load_functions()]
+        assert sorted(names) == sorted(files)
     finally:
         for conn in conns:
             await conn.close()

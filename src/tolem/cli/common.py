@@ -79,7 +79,8 @@ async def connected(settings: Settings, *, current: bool = True) -> AsyncIterato
         if current:
             todo = await migrate_db.pending(conn)
             if todo:
-                raise UsageError(f"{len(todo)} migration(s) pending; run `tolem migrate` first")
+                names = ", ".join(m.label for m in todo[:3]) + (", …" if len(todo) > 3 else "")
+                raise UsageError(f"{len(todo)} migration(s) pending ({names}); run `tolem migrate` first")
         yield conn
     finally:
         await conn.close()

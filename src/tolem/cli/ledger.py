@@ -12,7 +12,7 @@ from tolem.settings import Settings
 
 
 async def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    """Applies pending migrations."""
+    """Applies pending migrations, then the functions files that changed."""
     assert settings.database_url is not None
     target = dsn_target(settings.database_url.get_secret_value())
     async with connected(settings, current=False) as conn:
@@ -51,6 +51,7 @@ def register(commands: Commands, common: Parser) -> None:
         "migrate",
         parents=[common],
         help="apply pending migrations (creates the private cluster if needed)",
-        description="Applies pending sql/migrations in order, each in its own transaction, under an "
+        description="Applies pending sql/migrations in order, each in its own transaction, then the "
+        "sql/functions files that changed since they were applied, in one transaction, under an "
         "advisory lock; safe to run twice or from two hosts at once.",
     ).set_defaults(run=cmd_migrate, cluster="create")
