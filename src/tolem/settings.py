@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     data_dir: str | None = None
     # The operator console under /ops/ (operators log in with their own passwords).
     ops_console: bool = True
+    # Run the billing dispatcher inside `tolem serve` (once, in the parent process).
+    deliver_in_serve: bool = False
+    # An event the billing has not taken this long after it was queued is dead-lettered.
+    deliver_give_up_hours: float = Field(default=24.0, gt=0)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
