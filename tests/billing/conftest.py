@@ -43,6 +43,14 @@ class StandIn:
         self.closed = True
 
 
+async def until(condition: Callable[[], bool], seconds: float, step: float = 0.01) -> bool:
+    """Waits until `condition()` holds or `seconds` pass; whether it held."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - another party's state
+        await asyncio.sleep(step)
+    return condition()
+
+
 async def events(pool: asyncpg.Pool, where: str = "true", *args: Any) -> list[asyncpg.Record]:
     """Outbox rows matching `where`, in order."""
     async with pool.acquire() as conn:
