@@ -199,7 +199,7 @@ class TestFailures:
     async def test_refused_is_dead_at_once_manual_is_kept_and_a_raising_sink_is_a_retry(
         self, pool: asyncpg.Pool, factory: Factory, service: PaymentService
     ) -> None:
-        """Refused dead-letters, Manual parks for an operator, a raise counts as Retry and the round goes on."""
+        """Refused dead-letters, Manual parks for an operator, a raise is a Retry and the round goes on."""
         provider = await factory.provider()
         ids = {}
         for kind in ("refused", "manual", "raises", "fine"):
