@@ -7,6 +7,7 @@ raised by each claim and serves as the claim's fencing token: a dispatcher whose
 and was taken over cannot settle the event any more (its `attempts` no longer matches).
 """
 
+import base64
 import random
 from dataclasses import dataclass
 from datetime import datetime
@@ -266,3 +267,49 @@ async def backlog(source: Any) -> Backlog:
         "FROM outbox_events WHERE state = 'pending'"
     )
     return Backlog(pending=int(row["pending"]), oldest_seconds=float(row["age"]))
+
+
+# --- the pull feed ----------------------------------------------------------------------------
+
+# An event is handed out only when its transaction is older than every transaction still
+# running (the snapshot's xmin): none of those can commit an event that sorts before it any
+# more, so paging by (xid, position) never skips an event that commits late, nor repeats one.
+_FEED: Final = f"""
+SELECT {_EVENT_COLUMNS}, e.xid::text AS xid
+  FROM outbox_events e {_EVENT_JOINS}
+ WHERE e.xid < pg_snapshot_xmin(pg_current_snapshot())
+   AND ($1::text IS NULL OR (e.xid, e.position) > ($1::text::xid8, $2::bigint))
+ ORDER BY e.xid, e.position
+ LIMIT $3
+"""
+
+
+class BadCursor(ValueError):
+    """A cursor this feed did not hand out."""
+
+
+def encode_cursor(xid: int, position: int) -> str:
+    """The opaque cursor after the event of transaction `xid` at `position`."""
+    return base64.urlsafe_b64encode(f"{xid}:{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int]:
+    """(xid, position) of a cursor; raises BadCursor."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        xid, position = (int(part) for part in text.split(":"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadCursor("not a cursor this feed handed out") from exc
+    if xid < 0 or position < 1 or xid >= 2**63:
+        raise BadCursor("not a cursor this feed handed out")
+    return xid, position
+
+
+async def feed(source: Any, *, after: str | None, limit: int) -> tuple[list[Event], str | None]:
+    """Events after `after` in feed order, and the cursor to continue from (unchanged when none)."""
+    xid, position = decode_cursor(after) if after is not None else (None, None)
+    rows = await source.fetch(_FEED, None if xid is None else str(xid), position, limit)
+    if not rows:
+        return [], after
+    last = rows[-1]
+    return [event_from_row(r) for r in rows], encode_cursor(int(last["xid"]), last["position"])
