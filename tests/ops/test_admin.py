@@ -331,5 +331,5 @@ class TestOpenApi:
         schemas = document["components"]["schemas"]
         assert set(schemas["AccountCreate"]["required"]) == {"email", "name"}
         lookup = document["paths"]["/admin/lookup"]["get"]
-        assert [p["name"] for p in lookup["parameters"]] == ["code", "email", "service"]
+        assert [p["name"] for p in lookup["parameters"]] == ["code", "email", "service", "ref"]
         assert schemas["Error"]["properties"]["error"] == {"$ref": "#/components/schemas/ErrorDetail"}
