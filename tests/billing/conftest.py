@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.cli.conftest import _reset_logging, cli  # noqa: F401 - the CLI tests' fixtures
 from tolem.billing.sink import Delivered, Event, Outcome, Progress
 
 
