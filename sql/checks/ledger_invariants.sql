@@ -83,12 +83,14 @@ SELECT 'transfer_changed', t.id::text, 'content does not match the checksum writ
  WHERE t.checksum IS DISTINCT FROM tolem_transfer_checksum(t);
 
 -- check: protection_disabled
--- The triggers that keep the ledger append-only, payment codes permanent and currencies apart
--- are enabled.
+-- The triggers that keep the ledger append-only, payment codes permanent, currencies apart and
+-- every credit, reversal and void in the billing's outbox are enabled.
 SELECT 'protection_disabled', tgname::text, format('trigger on %s is disabled', tgrelid::regclass)
   FROM pg_trigger
  WHERE tgname IN ('tr__transfers__append_only', 'tr__transfers__no_truncate',
                   'tr__transfers__checksum', 'tr__payers__protect', 'tr__payers__no_truncate',
                   'tr__payments__currency', 'tr__ledger_accounts__currency',
-                  'tr__accounts__ledger_account')
+                  'tr__accounts__ledger_account', 'tr__payments__outbox_insert',
+                  'tr__payments__outbox_update', 'tr__outbox_events__guard',
+                  'tr__outbox_events__no_truncate')
    AND tgenabled = 'D';

@@ -68,14 +68,15 @@ COMMENT ON FUNCTION tolem_post(bigint, text, bigint, bigint, bigint, char, bigin
 CREATE OR REPLACE FUNCTION tolem_protect_payer() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' OR NEW.payment_code IS DISTINCT FROM OLD.payment_code
-       OR NEW.account_id IS DISTINCT FROM OLD.account_id THEN
-        RAISE EXCEPTION 'payers keep their payment code and account forever'
+       OR NEW.account_id IS DISTINCT FROM OLD.account_id
+       OR (OLD.external_ref IS NOT NULL AND NEW.external_ref IS DISTINCT FROM OLD.external_ref) THEN
+        RAISE EXCEPTION 'payers keep their payment code, account and billing id forever'
             USING ERRCODE = 'restrict_violation';
     END IF;
     RETURN NEW;
 END;
 $$;
-COMMENT ON FUNCTION tolem_protect_payer() IS 'Keeps payment codes bound to their payer and account forever.';
+COMMENT ON FUNCTION tolem_protect_payer() IS 'Keeps payment codes and billing ids bound to their payer and account forever.';
 CREATE OR REPLACE TRIGGER tr__payers__protect BEFORE UPDATE OR DELETE ON payers
     FOR EACH ROW EXECUTE FUNCTION tolem_protect_payer();
 CREATE OR REPLACE TRIGGER tr__payers__no_truncate BEFORE TRUNCATE ON payers

@@ -229,6 +229,7 @@ async def _reconciliation_gauges(app: web.Application) -> None:
     try:
         async with asyncio.timeout(RECONCILIATION_GAUGE_SECONDS):
             await metrics.refresh_reconciliation(app[POOL])
+            await metrics.refresh_outbox(app[POOL])
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         _log.warning("reconciliation_gauges_failed", error=type(exc).__name__)
 

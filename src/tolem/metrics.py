@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from tolem.core.model import Provider
 from tolem.core.service import Observer
+from tolem.db import outbox as outbox_db
 from tolem.db import reconcile as reconcile_db
 
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
@@ -125,6 +126,33 @@ OPS_ACTIONS: Final = Counter(
     ["action"],
     registry=REGISTRY,
 )
+# Incremented by the dispatcher, in whichever process runs it (tolem serve's parent with
+# TOLEM_DELIVER_IN_SERVE, or tolem deliver).
+DELIVERY_ATTEMPTS: Final = Counter(
+    "tolem_billing_delivery_attempts_total",
+    "Outbox deliveries attempted, by sink and outcome (delivered, retry, refused, manual).",
+    ["sink", "outcome"],
+    registry=REGISTRY,
+)
+DELIVERY_FAILURES: Final = Counter(
+    "tolem_billing_delivery_failures_total",
+    "Deliveries whose sink raised or overran its lease (counted as retry too), by sink.",
+    ["sink"],
+    registry=REGISTRY,
+)
+# Read from the database at each scrape (refresh_outbox), like the reconciliation gauges.
+OUTBOX_PENDING: Final = Gauge(
+    "tolem_outbox_pending_events",
+    "Outbox events not yet delivered, dead-lettered or handed to an operator.",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
+OUTBOX_LAG: Final = Gauge(
+    "tolem_outbox_lag_seconds",
+    "Age of the oldest pending outbox event (0 when none): how far the billing is behind.",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
 
 MULTIPROCESS_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -155,6 +183,13 @@ async def refresh_reconciliation(source: Any) -> None:
         DISCREPANCIES_OPEN.labels(provider).set(count)
     for provider, start in (await reconcile_db.last_reconciled(source)).items():
         RECONCILED_DAY.labels(provider).set(start.timestamp())
+
+
+async def refresh_outbox(source: Any) -> None:
+    """Sets the outbox gauges from the database (`source`: a pool or connection)."""
+    found = await outbox_db.backlog(source)
+    OUTBOX_PENDING.set(found.pending)
+    OUTBOX_LAG.set(found.oldest_seconds)
 
 
 def exposition() -> bytes:

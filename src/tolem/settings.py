@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     billing_currency_id: str | None = None
     billing_date_format: WhmcsDateFormat = "DD/MM/YYYY"
     billing_timeout: float = Field(default=10.0, gt=0, le=120)
+    # Run the billing dispatcher inside `tolem serve` (once, in the parent process).
+    deliver_in_serve: bool = False
+    # An event the billing has not taken this long after it was queued is dead-lettered.
+    deliver_give_up_hours: float = Field(default=24.0, gt=0)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -124,7 +124,7 @@ class TestLookup:
         status, body = await call(admin, "GET", "/admin/lookup?code=001234567890")
         assert (status, body["error"]["field"]) == (400, "code")
         status, body = await call(admin, "GET", "/admin/lookup?code=AB12&email=a@b.c")
-        assert (status, body["error"]["message"]) == (400, "give exactly one of code, email, service")
+        assert (status, body["error"]["message"]) == (400, "give exactly one of code, email, service, ref")
         assert "field" not in body["error"]
         assert (await call(admin, "GET", "/admin/lookup"))[0] == 400
         status, body = await call(admin, "GET", "/admin/lookup?emial=a@b.c")
@@ -316,6 +316,8 @@ class TestOpenApi:
             ("POST", "/admin/accounts/{account_id}/block"),
             ("POST", "/admin/accounts/{account_id}/unblock"),
             ("GET", "/admin/accounts/{account_id}/payments"),
+            ("PUT", "/admin/accounts/by-ref/{ref}"),
+            ("PUT", "/admin/accounts/by-ref/{ref}/payers/{payer_ref}"),
         }
 
     async def test_document_describes_bodies_and_errors(self, admin: TestClient) -> None:
@@ -329,5 +331,5 @@ class TestOpenApi:
         schemas = document["components"]["schemas"]
         assert set(schemas["AccountCreate"]["required"]) == {"email", "name"}
         lookup = document["paths"]["/admin/lookup"]["get"]
-        assert [p["name"] for p in lookup["parameters"]] == ["code", "email", "service"]
+        assert [p["name"] for p in lookup["parameters"]] == ["code", "email", "service", "ref"]
         assert schemas["Error"]["properties"]["error"] == {"$ref": "#/components/schemas/ErrorDetail"}

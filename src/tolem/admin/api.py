@@ -34,7 +34,9 @@ PREFIX: Final = "/admin"
 POOL_GETTER: Final[web.AppKey[Callable[[], asyncpg.Pool]]] = web.AppKey("admin_pool")
 ADMIN_SETTINGS: Final = web.AppKey("admin_settings", Settings)
 _MAX_ID: Final = 2**63 - 1
+_MAX_REF: Final = 64
 _PATH_REGEX_RE: Final = re.compile(r"\{(\w+):[^}]*\}")
+_PATH_PARAM_RE: Final = re.compile(r"\{(\w+)\}")
 _DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, NO_WRITABLE_HOST)
 
 
@@ -73,6 +75,13 @@ class Call:
     body: Any
     account_id: int | None
 
+    def path(self, name: str) -> str:
+        """A text parameter of the path (a billing id), checked like any other input."""
+        value = self.request.match_info[name]
+        if not 0 < len(value) <= _MAX_REF or not value.isprintable():
+            raise ApiError(400, "invalid", f"{name} must be 1 to {_MAX_REF} printable characters", name)
+        return value
+
     @property
     def pool(self) -> asyncpg.Pool:
         """The service's database pool."""
@@ -84,7 +93,15 @@ class Call:
         return self.request.config_dict[ADMIN_SETTINGS]
 
 
-Handler = Callable[[Call], Awaitable[BaseModel]]
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A handler's answer with a status other than its route's (201 for an upsert that created)."""
+
+    body: BaseModel
+    status: int
+
+
+Handler = Callable[[Call], Awaitable[BaseModel | Answer]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +118,7 @@ class Route:
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
     errors: tuple[int, ...] = ()
+    also: tuple[int, ...] = ()  # other success statuses the handler answers with (Answer)
 
     @property
     def openapi_path(self) -> str:
@@ -142,11 +160,13 @@ def _account(view: account_db.AccountView) -> m.Account:
                 payment_code=p.payment_code,
                 origin=p.origin,
                 created_at=p.created_at,
+                external_ref=p.external_ref,
             )
             for p in view.payers
         ],
         services=view.services,
         latest_payments=[_payment(p) for p in view.payments],
+        external_ref=view.external_ref,
     )
 
 
@@ -194,7 +214,7 @@ async def lookup(call: Call) -> BaseModel:
     query: m.LookupQuery = call.query
     async with call.pool.acquire() as conn:
         ids = await account_db.find_account_ids(
-            conn, code=query.code, email=query.email, service=query.service
+            conn, code=query.code, email=query.email, service=query.service, external_ref=query.ref
         )
         views = [await account_db.load_account(conn, i) for i in ids]
     if not views:
@@ -319,7 +339,7 @@ class OpenApiDocument(BaseModel):
 _ID: Final = r"{account_id:\d+}"
 
 ROUTES: Final = (
-    Route("GET", "/lookup", "lookup", "Accounts by payment code, email or service name", lookup,
+    Route("GET", "/lookup", "lookup", "Accounts by payment code, email, service name or billing id", lookup,
           m.AccountList, query=m.LookupQuery, errors=(400, 401, 404)),
     Route("POST", "/accounts", "create_account", "Create an account with its first payer", create_account,
           m.Account, status=201, body=m.AccountCreate, errors=(400, 401, 409)),
@@ -344,9 +364,9 @@ ROUTES: Final = (
 
 def routes() -> tuple[Route, ...]:
     """Every admin route: this module's and those of the modules built on it."""
-    from tolem.admin import reports  # noqa: PLC0415 - it imports this module
+    from tolem.admin import billing, reports  # noqa: PLC0415 - they import this module
 
-    return ROUTES + reports.ROUTES
+    return ROUTES + reports.ROUTES + billing.ROUTES
 
 
 # --- plumbing ---------------------------------------------------------------------------------
@@ -400,6 +420,8 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespo
             account_id=account_id,
         )
         result = await route.handler(call)
+        if isinstance(result, Answer):
+            return web.json_response(result.body.model_dump(mode="json"), status=result.status)
         return web.json_response(result.model_dump(mode="json"), status=route.status)
 
     return endpoint
@@ -421,10 +443,13 @@ def openapi_document() -> dict[str, Any]:
     for route in every:
         operation: dict[str, Any] = {"operationId": route.name, "summary": route.summary}
         parameters: list[dict[str, Any]] = []
-        if "{account_id}" in route.openapi_path:
-            parameters.append(
-                {"name": "account_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+        for name in _PATH_PARAM_RE.findall(route.openapi_path):
+            schema = (
+                {"type": "integer"}
+                if name == "account_id"
+                else {"type": "string", "minLength": 1, "maxLength": _MAX_REF}
             )
+            parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
         if route.query is not None:
             query_schema = route.query.model_json_schema(
                 mode="validation", ref_template="#/components/schemas/{model}"
@@ -445,10 +470,11 @@ def openapi_document() -> dict[str, Any]:
             else keys[(route.response, "serialization")]
         )
         responses: dict[str, Any] = {
-            str(route.status): {
+            str(status): {
                 "description": route.response.__doc__ or route.summary,
                 "content": {"application/json": {"schema": response_schema}},
             }
+            for status in (route.status, *route.also)
         }
         for status in route.errors:
             responses[str(status)] = {

@@ -8,6 +8,7 @@ string for people; nothing here is a float.
 import re
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
+from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -41,6 +42,7 @@ PaymentCode = Annotated[str, Field(max_length=MAX_CODE_LENGTH + 16), AfterValida
 Email = Annotated[str, Field(max_length=254), AfterValidator(_email)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
 Service = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_printable)]
+BillingRef = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_printable)]
 ProviderName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
 Txn = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -74,19 +76,45 @@ class PayerCreate(_Request):
     name: Name | None = None
 
 
+class AccountBind(_Request):
+    """The account of a billing client: created on the first call, updated on the next ones."""
+
+    email: Email
+    name: Name
+    services: list[Service] = Field(default_factory=list, max_length=50, description="Added; none removed.")
+
+
+class PayerBind(_Request):
+    """A payer of a billing client, created once; the name defaults to the account's."""
+
+    name: Name | None = None
+
+
 class LookupQuery(_Request):
-    """Exactly one of code, email (case-blind) or service name (case-blind)."""
+    """Exactly one of code, email (case-blind), service name (case-blind) or billing client id."""
 
     code: PaymentCode | None = None
     email: Annotated[str, Field(min_length=1, max_length=254)] | None = None
     service: Annotated[str, Field(min_length=1, max_length=253)] | None = None
+    ref: BillingRef | None = Field(
+        default=None, description="The billing's client id (accounts.external_ref)."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "LookupQuery":
-        given = [k for k in ("code", "email", "service") if getattr(self, k) is not None]
+        given = [k for k in ("code", "email", "service", "ref") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of code, email, service")
+            raise ValueError("give exactly one of code, email, service, ref")
         return self
+
+
+class EventsQuery(_Request):
+    """The pull feed: pass the previous page's next_after to continue."""
+
+    after: str | None = Field(
+        default=None, max_length=64, description="Opaque cursor; omitted: from the start."
+    )
+    limit: int = Field(default=100, ge=1, le=1000)
 
 
 class PageQuery(_Request):
@@ -117,6 +145,7 @@ class Payer(_Response):
     payment_code: str
     origin: Literal["issued", "imported"]
     created_at: datetime
+    external_ref: str | None = Field(description="The billing's payer (profile) id, when bound.")
 
 
 class Payment(_Response):
@@ -147,6 +176,7 @@ class Account(_Response):
     payers: list[Payer]
     services: list[str]
     latest_payments: list[Payment]
+    external_ref: str | None = Field(description="The billing's client id, when bound.")
 
 
 class AccountList(_Response):
@@ -167,6 +197,51 @@ class PayerCreated(_Response):
 
     account_id: int
     payment_code: str
+
+
+class AccountBound(_Response):
+    """The account bound to a billing client id and its first payer's code."""
+
+    account_id: int
+    external_ref: str
+    payment_code: str
+    created: bool
+
+
+class PayerBound(_Response):
+    """The payer bound to a billing payer id and its payment code (the same on every repeat)."""
+
+    account_id: int
+    external_ref: str
+    payer_ref: str
+    payment_code: str
+    created: bool
+
+
+class FeedEvent(_Response):
+    """A credit, reversal or void as the billing applies it; `id` is the same on every read."""
+
+    id: UUID
+    type: Literal["payment.credited", "payment.reversed", "payment.voided"]
+    payment_id: int
+    account_id: int
+    account_ref: str | None = Field(description="The billing's client id of the account, when bound.")
+    payer_ref: str | None = Field(description="The billing's payer id, when bound.")
+    payment_code: str
+    provider: str
+    txn: str = Field(description="The provider's transaction id.")
+    amount_minor: int
+    amount: str
+    currency: str
+    occurred_at: datetime
+    created_at: datetime
+
+
+class EventPage(_Response):
+    """Events in feed order; pass next_after as `after` for the next page (the same when none)."""
+
+    items: list[FeedEvent]
+    next_after: str | None
 
 
 class PaymentPage(_Response):

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from tolem import __version__
 from tolem.cli import (
     accounts,
+    billing,
     db,
     journal,
     ledger,
@@ -41,11 +42,12 @@ COMMANDS: Final[tuple[Register, ...]] = (
     payments.register,
     report.register,
     reconcile.register,
+    billing.register,
     operators.register,
     db.register,
 )
 # Services that run until stopped: their log is their output, on stdout.
-_LONG_RUNNING: Final = frozenset({"serve", "sweep"})
+_LONG_RUNNING: Final = frozenset({"serve", "sweep", "deliver"})
 
 
 def build_parser() -> argparse.ArgumentParser:

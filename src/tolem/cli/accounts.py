@@ -70,9 +70,14 @@ def _account_text(view: account_db.AccountView, zone: ZoneInfo) -> str:
     # The deployment's zone with its offset, as `tolem journal` shows times.
     lines = [
         f"account {view.id}  {view.name} <{view.email}>  {view.status}",
+        f"billing id: {view.external_ref or '-'}",
         f"balance: {format_amount(view.balance_minor)} {view.currency}",
         "payers:",
-        *(f"  {p.payment_code}  {p.name} ({p.origin})" for p in view.payers),
+        *(
+            f"  {p.payment_code}  {p.name} ({p.origin})"
+            + (f"  billing id {p.external_ref}" if p.external_ref else "")
+            for p in view.payers
+        ),
         f"services: {', '.join(view.services) or '-'}",
         f"last payments (times in {zone.key}):",
         *(
@@ -88,9 +93,11 @@ def _account_text(view: account_db.AccountView, zone: ZoneInfo) -> str:
 
 async def cmd_account_show(args: argparse.Namespace, settings: Settings) -> int:
     """The support lookup: by id, code, email or service."""
-    keys = [k for k in ("account_id", "code", "email", "service") if getattr(args, k) is not None]
+    keys = [
+        k for k in ("account_id", "code", "email", "service", "billing_id") if getattr(args, k) is not None
+    ]
     if len(keys) != 1:
-        raise UsageError("give exactly one of ACCOUNT_ID, --code, --email, --service")
+        raise UsageError("give exactly one of ACCOUNT_ID, --code, --email, --service, --billing-id")
     payment_code = None if args.code is None else code(args.code)
     async with connected(settings) as conn:
         ids = await account_db.find_account_ids(
@@ -99,6 +106,7 @@ async def cmd_account_show(args: argparse.Namespace, settings: Settings) -> int:
             code=payment_code,
             email=args.email,
             service=args.service,
+            external_ref=args.billing_id,
         )
         views = [await account_db.load_account(conn, i) for i in ids]
     if not views:
@@ -155,7 +163,7 @@ def register(commands: Commands, common: Parser) -> None:
     show = a_cmds.add_parser(
         "show",
         parents=[common],
-        help="balance, payers and codes, last payments: by id, code, email or service",
+        help="balance, payers and codes, last payments: by id, code, email, service or billing id",
         description="Shows the accounts matching exactly one key: balance, payers and their codes, "
         "services, last payments (times in TOLEM_TIMEZONE).",
     )
@@ -163,6 +171,7 @@ def register(commands: Commands, common: Parser) -> None:
     show.add_argument("--code", help="a payment code (spaces ignored)")
     show.add_argument("--email", help="the contact email (case-blind)")
     show.add_argument("--service", metavar="NAME", help="a service name (case-blind)")
+    show.add_argument("--billing-id", metavar="REF", help="the billing's client id the account is bound to")
     show.set_defaults(run=cmd_account_show)
     for verb, run, summary in (
         ("block", cmd_account_block, "block an account: its codes stop accepting payments"),

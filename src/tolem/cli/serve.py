@@ -7,6 +7,7 @@ settings), at the moment of binding, with no window between a check and the bind
 """
 
 import asyncio
+import contextlib
 import errno
 import multiprocessing
 import os
@@ -14,7 +15,7 @@ import shutil
 import signal
 import socket
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 import structlog
@@ -126,9 +127,28 @@ def _address(sock: socket.socket) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+@contextlib.contextmanager
+def _dispatcher(settings: Settings) -> Iterator[None]:
+    """The billing dispatcher beside the workers, once, in this process (TOLEM_DELIVER_IN_SERVE)."""
+    if not settings.deliver_in_serve:
+        yield
+        return
+    # Imported only now: with several workers the metrics directory is set, so the dispatcher's
+    # counters land there and every worker's scrape reports them.
+    from tolem.billing.dispatcher import InBackground  # noqa: PLC0415
+
+    background = InBackground(settings)
+    background.start()
+    try:
+        yield
+    finally:
+        background.stop()
+
+
 def _serve(settings: Settings, sockets: list[socket.socket]) -> int:
     if settings.workers == 1:
-        _serve_one(settings, sockets)
+        with _dispatcher(settings):
+            _serve_one(settings, sockets)
         return 0
     # The workers accept from the same sockets; whichever is free takes the next connection.
     # A scrape of /metrics lands on one worker; a shared directory lets it report them all.
@@ -137,7 +157,8 @@ def _serve(settings: Settings, sockets: list[socket.socket]) -> int:
         metrics_dir = tempfile.mkdtemp(prefix="tolem-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
-        return _run_workers(settings, sockets)
+        with _dispatcher(settings):
+            return _run_workers(settings, sockets)
     finally:
         if metrics_dir is not None:
             del os.environ["PROMETHEUS_MULTIPROC_DIR"]

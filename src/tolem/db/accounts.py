@@ -26,6 +26,7 @@ class PayerView:
     payment_code: str
     origin: str
     created_at: datetime
+    external_ref: str | None = None  # the billing's payer (profile) id, when bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,7 @@ class AccountView:
     payers: list[PayerView]
     services: list[str]
     payments: list[PaymentView]
+    external_ref: str | None = None  # the billing's client id, when bound
 
 
 async def _insert_payer(
@@ -64,27 +66,33 @@ async def _insert_payer(
     name: str,
     code: str | None,
     origin: str,
+    *,
+    external_ref: str | None = None,
 ) -> str:
     """Inserts a payer with `code`, or with fresh random codes until one is unused."""
     if code is not None:
         await conn.execute(
-            "INSERT INTO payers (account_id, payment_code, name, origin) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO payers (account_id, payment_code, name, origin, external_ref) "
+            "VALUES ($1, $2, $3, $4, $5)",
             account_id,
             code,
             name,
             origin,
+            external_ref,
         )
         return code
     for _ in range(_CODE_ATTEMPTS):
         candidate = generate_code()
+        # Only a clash of codes is retried; a taken billing id is the caller's to handle.
         inserted = await conn.fetchval(
-            """INSERT INTO payers (account_id, payment_code, name, origin)
-               VALUES ($1, $2, $3, 'issued')
+            """INSERT INTO payers (account_id, payment_code, name, origin, external_ref)
+               VALUES ($1, $2, $3, 'issued', $4)
                ON CONFLICT ON CONSTRAINT uq__payers__payment_code DO NOTHING
                RETURNING payment_code""",
             account_id,
             candidate,
             name,
+            external_ref,
         )
         if inserted is not None:
             return str(inserted)
@@ -173,6 +181,7 @@ async def add_payer(
     name: str | None = None,
     *,
     payment_code: str | None = None,
+    external_ref: str | None = None,
 ) -> str:
     """A new payer (and so a new payment code) for an existing account."""
     async with conn.transaction():
@@ -180,7 +189,9 @@ async def add_payer(
         if row is None:
             raise AccountNotFound(account_id)
         origin = "issued" if payment_code is None else "imported"
-        return await _insert_payer(conn, account_id, name or row["name"], payment_code, origin)
+        return await _insert_payer(
+            conn, account_id, name or row["name"], payment_code, origin, external_ref=external_ref
+        )
 
 
 async def set_status(conn: asyncpg.Connection, account_id: int, status: str) -> None:
@@ -201,10 +212,13 @@ async def find_account_ids(
     code: str | None = None,
     email: str | None = None,
     service: str | None = None,
+    external_ref: str | None = None,
 ) -> list[int]:
     """Ids of accounts matching exactly one of the given keys (email and service case-blind)."""
     if account_id is not None:
         rows = await conn.fetch("SELECT id FROM accounts WHERE id = $1", account_id)
+    elif external_ref is not None:
+        rows = await conn.fetch("SELECT id FROM accounts WHERE external_ref = $1", external_ref)
     elif code is not None:
         rows = await conn.fetch("SELECT account_id AS id FROM payers WHERE payment_code = $1", code)
     elif email is not None:
@@ -226,7 +240,8 @@ async def find_account_ids(
 async def load_account(conn: asyncpg.Connection, account_id: int, *, payments: int = 10) -> AccountView:
     """The account with its balance, payers, services and latest payments."""
     row = await conn.fetchrow(
-        """SELECT a.id, a.email, a.name, a.status, a.created_at, l.balance_minor, l.currency
+        """SELECT a.id, a.email, a.name, a.status, a.created_at, a.external_ref, l.balance_minor,
+                  l.currency
              FROM accounts a JOIN ledger_accounts l ON l.id = a.ledger_account_id
             WHERE a.id = $1""",
         account_id,
@@ -234,7 +249,8 @@ async def load_account(conn: asyncpg.Connection, account_id: int, *, payments: i
     if row is None:
         raise AccountNotFound(account_id)
     payers = await conn.fetch(
-        "SELECT id, name, payment_code, origin, created_at FROM payers WHERE account_id = $1 ORDER BY id",
+        "SELECT id, name, payment_code, origin, created_at, external_ref FROM payers "
+        "WHERE account_id = $1 ORDER BY id",
         account_id,
     )
     services = await conn.fetch(
@@ -253,6 +269,7 @@ async def load_account(conn: asyncpg.Connection, account_id: int, *, payments: i
         payers=[PayerView(**_fields(p)) for p in payers],
         services=[s["name"] for s in services],
         payments=recent,
+        external_ref=row["external_ref"],
     )
 
 
