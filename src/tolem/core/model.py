@@ -5,8 +5,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Network, IPv6Network
 
-from tolem.core.values import frozen
-
 
 class PaymentState(enum.StrEnum):
     """Where a payment is in its life. Only `credited` holds money on the customer's balance."""
@@ -44,7 +42,7 @@ class Provider:
     timezone: str | None
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class Payment:
     """A stored payment with the code it was paid to."""
 
@@ -64,7 +62,7 @@ class Payment:
     cancel_reason: int | None
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class PaymentResult:
     """What a money operation returns: the payment, and whether this call only replayed it."""
 
@@ -72,7 +70,7 @@ class PaymentResult:
     replayed: bool
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class CheckResult:
     """A payable code: whose it is, without the balance."""
 
@@ -84,7 +82,7 @@ class CheckResult:
     currency: str
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class PayCommand:
     """Credit (or, two-phase, reserve) `amount_minor` to `payment_code`, once per external id."""
 

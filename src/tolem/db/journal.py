@@ -10,7 +10,6 @@ import asyncpg
 import orjson
 
 from tolem.core.codes import mask
-from tolem.core.values import frozen
 
 # What a batch writes, in this order. The batch goes as one binary COPY: against an INSERT over
 # unnest() of thirteen arrays it costs about a quarter less, both in this process (about 6.5
@@ -37,7 +36,7 @@ _COLUMNS: Final = (
 )
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class JournalEntry:
     """One gateway call and our answer, already stripped of anything secret."""
 
@@ -56,7 +55,7 @@ class JournalEntry:
     details: dict[str, Any]
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class JournalRow(JournalEntry):
     """A stored journal row: the entry and the id the database gave it."""
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -10,7 +11,6 @@ import structlog
 
 from tolem.core import errors
 from tolem.core.model import CheckResult, PayCommand, Payment, PaymentState
-from tolem.core.values import frozen
 from tolem.db.pool import domain_error
 
 _log = structlog.get_logger("tolem.store")
@@ -46,7 +46,7 @@ SELECT {PAYMENT_COLUMNS}
 """
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class _Call:
     """One statement waiting for a lane, and where its answer goes."""
 
@@ -65,7 +65,7 @@ def _settle(call: _Call, exc: BaseException) -> None:
         call.answer.set_exception(exc)
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class StoredOutcome:
     """Row of tolem_payment_result."""
 

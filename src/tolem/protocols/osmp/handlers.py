@@ -6,6 +6,7 @@ record what the call asked); then the parameters, the command, and only then the
 answer after that is HTTP 200 with the XML body, and every one of them echoes `osmp_txn_id`.
 """
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 from zoneinfo import ZoneInfo
 
@@ -16,7 +17,6 @@ from tolem.core import errors
 from tolem.core.codes import MAX_CODE_LENGTH, mask, mask_name, normalize
 from tolem.core.model import PayCommand, Payment, PaymentState, Protocol, Provider
 from tolem.core.service import PaymentService
-from tolem.core.values import frozen
 from tolem.protocols.auth import refusal
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.osmp import codes, wire
@@ -35,7 +35,7 @@ STATES: Final = {
 }
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class Echo:
     """The txn_id to echo, once read, so that the gateway's last-resort answer carries it."""
 
@@ -144,7 +144,7 @@ def _answered(log_line: dict[str, Any], response: web.Response, result: Result) 
     return response
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class _Call:
     service: PaymentService
     provider: Provider

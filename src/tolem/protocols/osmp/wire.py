@@ -7,6 +7,7 @@ echoes `txn_id` exactly as it came, and `txn_date` is stored as sent.
 
 import enum
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import unquote_plus
@@ -16,7 +17,6 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from tolem.core.money import AmountError, format_amount, parse_amount
-from tolem.core.values import frozen
 from tolem.protocols.osmp.codes import COMMENTS, Result
 
 # A real request has a handful of parameters (command, txn_id, txn_date, account, sum, and a few
@@ -73,7 +73,7 @@ class WireError(Exception):
         self.comment = comment
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class OsmpRequest:
     """A readable request, fields typed; `txn_id` is the text to echo, `external_id` the key."""
 

@@ -6,6 +6,7 @@ answered from the stored payment, so it equals the first answer. Every answer is
 """
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
@@ -16,7 +17,6 @@ from tolem.core import errors
 from tolem.core.codes import mask, mask_name, normalize
 from tolem.core.model import PayCommand, Payment, PaymentResult, PaymentState, Protocol, Provider
 from tolem.core.service import PaymentService
-from tolem.core.values import frozen
 from tolem.protocols.auth import refusal
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.payme import codes, wire
@@ -34,7 +34,7 @@ STATES: Final = {
 }
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class RpcId:
     """The JSON-RPC id of the request being answered."""
 
@@ -47,7 +47,7 @@ RPC_ID: Final = web.RequestKey("payme_rpc_id", RpcId)
 Result = dict[str, Any]
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class _Call:
     provider: Provider
     service: PaymentService
