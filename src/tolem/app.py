@@ -4,9 +4,9 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import asyncpg
 import structlog
@@ -36,7 +36,6 @@ SERVICE: Final = web.AppKey("service", PaymentService)
 MAX_BODY_BYTES: Final = 64 * 1024
 
 _log = structlog.get_logger("tolem.app")
-T = TypeVar("T")
 
 
 class ProviderCache:
@@ -233,46 +232,6 @@ async def _reconciliation_gauges(app: web.Application) -> None:
         _log.warning("reconciliation_gauges_failed", error=type(exc).__name__)
 
 
-class _Expiry:
-    """The deadline's timer callback: cancels the call's task and says that it did."""
-
-    __slots__ = ("fired", "task")
-
-    def __init__(self, task: "asyncio.Task[Any]") -> None:
-        self.task = task
-        self.fired = False
-
-    def __call__(self) -> None:
-        self.fired = True
-        self.task.cancel()
-
-
-async def _within(seconds: float, call: Awaitable[T]) -> T:
-    """`call`'s answer, or TimeoutError once `seconds` have passed: asyncio.timeout's contract
-    for one await, at about half its cost per call under uvloop (2.7 against 5.1 us).
-
-    As with asyncio.timeout, a cancellation from elsewhere (shutdown) still propagates: only
-    when ours is the task's one pending cancellation does it become TimeoutError.
-    """
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    expiry = _Expiry(task)
-    timer = loop.call_at(loop.time() + seconds, expiry)
-    try:
-        answer = await call
-    except asyncio.CancelledError:
-        if expiry.fired and task.uncancel() == 0:
-            raise TimeoutError from None
-        raise
-    finally:
-        timer.cancel()
-    if expiry.fired:
-        # The call swallowed our cancellation and answered anyway: take the request back.
-        task.uncancel()
-    return answer
-
-
 async def gateway(request: web.Request) -> web.StreamResponse:
     """Every aggregator call: find the provider, hand the request to its protocol's adapter.
 
@@ -295,8 +254,8 @@ async def gateway(request: web.Request) -> web.StreamResponse:
     received_at = datetime.now(UTC)
     started = time.perf_counter()
     try:
-        call = adapter.handle(request, provider, context, line)
-        response = await _within(context.settings.request_deadline, call)
+        async with asyncio.timeout(context.settings.request_deadline):
+            response = await adapter.handle(request, provider, context, line)
     except web.HTTPException as exc:
         _record_call(request, provider, line=line, response=exc, received_at=received_at, started=started)
         raise
