@@ -22,11 +22,17 @@ from tolem.db import providers as provider_db
 from tolem.db.pool import NO_WRITABLE_HOST, create_pool
 from tolem.db.store import PgStore
 from tolem.journal import JournalWriter, entry_for
-from tolem.log import LOG_LINE, OUTAGE_REPORT_SECONDS, REQUEST_ID, Outage, logged, report_pool_outages
+from tolem.log import (
+    LOG_LINE,
+    OUTAGE_REPORT_SECONDS,
+    REQUEST_ID,
+    Outage,
+    canonical_log_line,
+    report_pool_outages,
+)
 from tolem.protocols.auth import client_ip
 from tolem.protocols.base import GatewayContext
 from tolem.protocols.registry import ADAPTERS
-from tolem.routing import methods_elsewhere
 from tolem.settings import Settings
 
 SETTINGS: Final = web.AppKey("settings", Settings)
@@ -276,33 +282,22 @@ async def gateway(request: web.Request) -> web.StreamResponse:
     return response
 
 
-UNROUTED: Final = "unrouted"
-
-
-async def unrouted(request: web.Request) -> web.StreamResponse:
-    """No route for this path: 404, or 405 naming the methods it does take."""
-    allowed = await methods_elsewhere(request, UNROUTED)
-    if allowed:
-        raise web.HTTPMethodNotAllowed(request.method, allowed)
-    raise web.HTTPNotFound()
-
-
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> web.Application:
     """The application; the pool is created in its lifecycle unless one is given (tests)."""
-    # Each route logs its own canonical line (`logged`), and a last catch-all route gives the
-    # line to a 404 or 405 too; the admin sub-application logs through its middleware.
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    # The canonical line is a middleware of the root application, so every request gets it:
+    # the sub-applications' (admin, console) and the router's own 404s and 405s included.
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[canonical_log_line])
     app[SETTINGS] = settings
     if pool is not None:
         app[POOL] = pool
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_journal)
     app.cleanup_ctx.append(_pool_gauges)
-    app.router.add_get("/healthz", logged(healthz))
-    app.router.add_get("/readyz", logged(readyz))
-    app.router.add_get("/metrics", logged(metrics_view))
-    app.router.add_route("GET", "/gw/{provider}", logged(gateway))
-    app.router.add_route("POST", "/gw/{provider}", logged(gateway))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_route("GET", "/gw/{provider}", gateway)
+    app.router.add_route("POST", "/gw/{provider}", gateway)
     if settings.admin_token is not None:
         # Unset token: nothing is mounted, so /admin/... is an ordinary 404.
         from tolem.admin.api import PREFIX, build_admin_app  # noqa: PLC0415 - only when enabled
@@ -312,5 +307,4 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> web.A
         from tolem.ops.app import build_ops_app  # noqa: PLC0415 - templates load only when served
 
         app.add_subapp("/ops", build_ops_app(settings, lambda: app[POOL]))
-    app.router.add_route("*", "/{tail:.*}", logged(unrouted), name=UNROUTED)
     return app

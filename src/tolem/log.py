@@ -1,7 +1,6 @@
 """Logging: structlog to stdout, JSON off a terminal, one canonical line per request."""
 
 import asyncio
-import functools
 import itertools
 import logging
 import os
@@ -242,17 +241,6 @@ def write_held_lines() -> None:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def logged(handler: Handler) -> Handler:
-    """`handler` with its canonical line, as a route's own handler.
-
-    The gateway application takes this instead of a middleware: aiohttp runs every middleware
-    through a partial and a current-app layer of its own on each request, which together with
-    holding the lines per loop turn came to 2.5-3 % of a check's instructions (callgrind, 775
-    against 755 k).
-    """
-    return functools.partial(canonical_log_line, handler=handler)
 
 
 @web.middleware

@@ -26,7 +26,7 @@ from tolem.db import journal as journal_db
 from tolem.db import providers as provider_db
 from tolem.db.ledger import CurrencyMismatch
 from tolem.db.pool import NO_WRITABLE_HOST
-from tolem.log import LOG_LINE, canonical_log_line
+from tolem.log import LOG_LINE
 from tolem.routing import methods_elsewhere
 from tolem.settings import Settings
 
@@ -530,9 +530,8 @@ def build_admin_app(settings: Settings, pool: Callable[[], asyncpg.Pool]) -> web
     """The /admin sub-application; only mounted when TOLEM_ADMIN_TOKEN is set."""
     assert settings.admin_token is not None
     token = settings.admin_token.get_secret_value().encode()
-    # The root application has no middleware (see tolem.app): the admin's calls get their
-    # canonical line here, 404s and 405s included.
-    admin = web.Application(middlewares=[canonical_log_line, _guard(token)])
+    # The canonical line comes from the root application's middleware (tolem.app).
+    admin = web.Application(middlewares=[_guard(token)])
     admin[POOL_GETTER] = pool
     admin[ADMIN_SETTINGS] = settings
     document = openapi_document()
