@@ -1,13 +1,11 @@
 """Logging: structlog to stdout, JSON off a terminal, one canonical line per request."""
 
-import asyncio
 import itertools
 import logging
 import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import IO, Any, Final
 
 import orjson
@@ -25,81 +23,6 @@ _ID_PREFIX: Final = os.urandom(8).hex()
 _ID_COUNTER: Final = itertools.count(1)
 
 
-class _JsonLine:
-    """The canonical line rendered straight to the JSON stream, as the configured chain would.
-
-    structlog's chain (bound logger, contextvars, level, time stamp, renderer, write) cost
-    about a third of the line's time; this produces the same keys in the same order with the
-    same orjson rendering, and only while that chain is still the configuration in force (so
-    that structlog.testing.capture_logs and any later configure() see every line as before).
-    """
-
-    def __init__(self, processors: list[Any], stream: IO[bytes], enabled: bool) -> None:
-        # By content too: capture_logs swaps the entries of the configured list in place.
-        self._chain = tuple(processors)
-        self._write = stream.write
-        self._flush = stream.flush
-        self._enabled = enabled
-        self._held: list[bytes] = []
-        self._writing_on: asyncio.AbstractEventLoop | None = None
-        self._second = -1
-        self._second_text = ""
-
-    def _stamp(self, now_ns: int) -> str:
-        """The moment as TimeStamper(fmt="iso", utc=True) writes it, the date and time of day
-        rendered once per second: isoformat() with an offset was 2.6 us on every line."""
-        second, nanos = divmod(now_ns, 1_000_000_000)
-        if second != self._second:
-            self._second = second
-            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        micros = nanos // 1000
-        # isoformat leaves the fraction out when it is zero; so must we.
-        return f"{self._second_text}.{micros:06d}Z" if micros else f"{self._second_text}Z"
-
-    def active(self) -> bool:
-        """Whether the configuration this renderer copies is still the one in force."""
-        return tuple(structlog.get_config()["processors"]) == self._chain
-
-    def emit(self, event: dict[str, Any]) -> None:
-        """Writes one `info` line (unless the level filters it out).
-
-        On an event loop the line is held until the end of the loop's turn and written with
-        the turn's other lines: stdout is often unbuffered (PYTHONUNBUFFERED, as in our image),
-        so each line was a system call of its own. Under load a turn finishes about five
-        requests (3.0 -> 2.2 writes per check), and a line in a shared write costs 0.4-0.8 us against
-        1.0-2.0 us alone (pipe, file). A line goes out within one turn of its request, and
-        `write_held_lines` writes what a stop left behind.
-        """
-        if not self._enabled:
-            return
-        event["event"] = "request"
-        structlog.contextvars.merge_contextvars(None, "info", event)
-        event["level"] = "info"
-        event["timestamp"] = self._stamp(time.time_ns())
-        self._held.append(orjson.dumps(event, default=repr, option=orjson.OPT_APPEND_NEWLINE))
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.write_held()
-            return
-        # Scheduled once per turn, and again on another loop: a loop that closed before its
-        # turn ended (a test's, a stopped server's) must not keep the lines held for good.
-        if self._writing_on is not loop:
-            self._writing_on = loop
-            loop.call_soon(self.write_held)
-
-    def write_held(self) -> None:
-        """Writes the lines held back so far, in one call."""
-        self._writing_on = None
-        if self._held:
-            held, self._held = self._held, []
-            self._write(b"".join(held))
-            self._flush()
-
-
-_json_line: _JsonLine | None = None
-
-
 def configure_logging(
     *,
     json: bool | None = None,
@@ -108,9 +31,6 @@ def configure_logging(
 ) -> None:
     """Sets up structlog once per process; `json=None` means JSON unless the output is a
     terminal. Commands whose stdout is their result (CLI) log to stderr instead."""
-    global _json_line  # noqa: PLW0603 - one logging configuration per process
-    write_held_lines()
-    _json_line = None
     stream = sys.stderr if to_stderr else sys.stdout
     if json is None:
         json = not stream.isatty()
@@ -121,18 +41,16 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if json:
-        processors = [
-            *shared,
-            structlog.processors.dict_tracebacks,
-            structlog.processors.JSONRenderer(serializer=orjson.dumps),
-        ]
         structlog.configure(
-            processors=processors,
+            processors=[
+                *shared,
+                structlog.processors.dict_tracebacks,
+                structlog.processors.JSONRenderer(serializer=orjson.dumps),
+            ],
             wrapper_class=structlog.make_filtering_bound_logger(numeric),
             logger_factory=structlog.BytesLoggerFactory(file=stream.buffer),
             cache_logger_on_first_use=True,
         )
-        _json_line = _JsonLine(processors, stream.buffer, enabled=numeric <= logging.INFO)
     else:
         structlog.configure(
             processors=[*shared, structlog.dev.ConsoleRenderer()],
@@ -234,12 +152,6 @@ class Outage:
 OUTAGE_REPORT_SECONDS: Final = 10.0
 
 
-def write_held_lines() -> None:
-    """Writes request lines still held for the end of an event loop turn (at a stop)."""
-    if _json_line is not None:
-        _json_line.write_held()
-
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -276,8 +188,4 @@ async def canonical_log_line(request: web.Request, handler: Handler) -> web.Stre
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             **line,
         }
-        renderer = _json_line
-        if renderer is not None and renderer.active():
-            renderer.emit(fields)
-        else:
-            _log.info("request", **fields)
+        _log.info("request", **fields)
