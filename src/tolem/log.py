@@ -1,5 +1,6 @@
 """Logging: structlog to stdout, JSON off a terminal, one canonical line per request."""
 
+import contextlib
 import itertools
 import logging
 import os
@@ -188,4 +189,7 @@ async def canonical_log_line(request: web.Request, handler: Handler) -> web.Stre
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             **line,
         }
-        _log.info("request", **fields)
+        # The answer, perhaps for a committed credit, matters more than its line: a log stream
+        # that broke or closed (ValueError) must not turn it into a 500.
+        with contextlib.suppress(OSError, ValueError):
+            _log.info("request", **fields)
