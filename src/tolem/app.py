@@ -6,7 +6,7 @@ import functools
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import asyncpg
 import structlog
@@ -26,6 +26,7 @@ from tolem.log import (
     LOG_LINE,
     OUTAGE_REPORT_SECONDS,
     REQUEST_ID,
+    LogLine,
     Outage,
     canonical_log_line,
     report_pool_outages,
@@ -163,7 +164,7 @@ def _record_call(
     request: web.Request,
     provider: Provider,
     *,
-    line: dict[str, Any],
+    line: LogLine,
     response: web.StreamResponse,
     received_at: datetime,
     started: float,
@@ -266,11 +267,11 @@ async def gateway(request: web.Request) -> web.StreamResponse:
         _record_call(request, provider, line=line, response=exc, received_at=received_at, started=started)
         raise
     except TimeoutError:
-        line.update(error="deadline", result=line.get("result", "temporary"))
+        line.update({"error": "deadline", "result": line.get("result", "temporary")})
         response = adapter.temporary_error(request, provider)
     except Exception as exc:  # noqa: BLE001 - last resort: the aggregator must retry, not fail
         _log.exception("gateway_unexpected_error", provider=provider.name)
-        line.update(error=type(exc).__name__)
+        line.update({"error": type(exc).__name__})
         response = adapter.temporary_error(request, provider)
     metrics.observe_gateway(
         provider.name,

@@ -26,7 +26,7 @@ from tolem import metrics
 from tolem.core.codes import mask
 from tolem.db import journal as journal_db
 from tolem.db.journal import JournalEntry
-from tolem.log import OUTAGE_REPORT_SECONDS, Outage
+from tolem.log import OUTAGE_REPORT_SECONDS, LogLine, Outage
 
 _log = structlog.get_logger("tolem.journal")
 
@@ -132,7 +132,7 @@ def _body_text(response: web.StreamResponse) -> str | None:
     return None
 
 
-def _details(line: dict[str, Any]) -> dict[str, Any]:
+def _details(line: LogLine) -> dict[str, Any]:
     details: dict[str, Any] = {}
     for key, value in line.items():
         if key in _COLUMN_KEYS:
@@ -153,7 +153,7 @@ def entry_for(
     remote_addr: str | None,
     received_at: datetime,
     duration_s: float,
-    line: dict[str, Any],
+    line: LogLine,
     response: web.StreamResponse,
     request_id: str | None,
 ) -> JournalEntry:

@@ -7,13 +7,56 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypedDict
 
 import orjson
 import structlog
 from aiohttp import web
 
-LOG_LINE: Final = web.RequestKey("log_line", dict)
+
+class LogLine(TypedDict, total=False):
+    """What handlers add to their request's canonical line. Nothing secret goes in: codes are
+    masked, and neither credentials nor signatures have a field."""
+
+    # Gateway calls, every protocol.
+    provider: str
+    command: str
+    txn: str
+    code: str | None
+    amount: int | None
+    result: str
+    replayed: bool
+    refusal: str
+    error: str
+    payment_id: int | None
+    # Payme.
+    reason: int | None
+    count: int
+    # Click.
+    click_paydoc_id: int | None
+    click_error: int | None
+    merchant_prepare_id: int | None
+    prepared_txn: str
+    # The admin API and the operator console.
+    admin: str
+    ops: str
+    operator: str
+    login: str
+
+
+class _RequestFields(TypedDict):
+    request_id: str
+    method: str
+    path: str
+    status: int
+    duration_ms: float
+
+
+class CanonicalLine(_RequestFields, LogLine):
+    """The line as written: the request's own fields, then whatever its handlers added."""
+
+
+LOG_LINE: Final = web.RequestKey[LogLine]("log_line")
 REQUEST_ID: Final = web.RequestKey("request_id", str)
 _log = structlog.get_logger("tolem.http")
 _REQUEST_ID_HEADER: Final = "X-Request-Id"
@@ -168,7 +211,7 @@ async def canonical_log_line(request: web.Request, handler: Handler) -> web.Stre
         request_id = given
     else:
         request_id = f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
-    line: dict[str, Any] = {}
+    line: LogLine = {}
     request[LOG_LINE] = line
     request[REQUEST_ID] = request_id
     status = 500
@@ -181,7 +224,7 @@ async def canonical_log_line(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
-        fields = {
+        fields: CanonicalLine = {
             "request_id": request_id,
             "method": request.method,
             "path": request.path,

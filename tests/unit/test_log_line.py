@@ -109,3 +109,14 @@ async def test_the_line_respects_the_level(
     client = await _client(aiohttp_client)
     assert (await client.get("/gw/kiosk")).status == 200
     assert stream.buffer.getvalue() == b""
+
+
+async def test_a_closed_log_stream_does_not_change_the_answer(
+    stream: _Stream, monkeypatch: pytest.MonkeyPatch, aiohttp_client: ClientMaker
+) -> None:
+    """When the line cannot be written (the stream closed), the handler's answer still goes out."""
+    _configure(monkeypatch, stream)
+    client = await _client(aiohttp_client)
+    stream.buffer.close()
+    response = await client.get("/gw/kiosk")
+    assert (response.status, await response.text()) == (200, "ok")

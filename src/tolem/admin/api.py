@@ -20,6 +20,7 @@ from pydantic.json_schema import models_json_schema
 
 from tolem import metrics
 from tolem.admin import models as m
+from tolem.core.model import AccountStatus
 from tolem.core.money import format_amount
 from tolem.db import accounts as account_db
 from tolem.db import journal as journal_db
@@ -245,7 +246,7 @@ async def add_payer(call: Call) -> BaseModel:
     return m.PayerCreated(account_id=account_id, payment_code=code)
 
 
-async def _set_status(call: Call, status: str) -> BaseModel:
+async def _set_status(call: Call, status: AccountStatus) -> BaseModel:
     account_id = _account_id(call)
     async with call.pool.acquire() as conn:
         try:
@@ -257,12 +258,12 @@ async def _set_status(call: Call, status: str) -> BaseModel:
 
 async def block(call: Call) -> BaseModel:
     """Blocks an account (idempotent)."""
-    return await _set_status(call, "blocked")
+    return await _set_status(call, AccountStatus.BLOCKED)
 
 
 async def unblock(call: Call) -> BaseModel:
     """Unblocks an account (idempotent)."""
-    return await _set_status(call, "active")
+    return await _set_status(call, AccountStatus.ACTIVE)
 
 
 async def account_payments(call: Call) -> BaseModel:

@@ -15,6 +15,13 @@ class PaymentState(enum.StrEnum):
     REVERSED = "reversed"
 
 
+class AccountStatus(enum.StrEnum):
+    """An account's status, the words of the accounts.status CHECK constraint."""
+
+    ACTIVE = "active"  # accepts payments
+    BLOCKED = "blocked"  # refuses new payments; repeats of earlier ones still replay
+
+
 class Protocol(enum.StrEnum):
     """Wire protocols a provider can speak."""
 

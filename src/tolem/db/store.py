@@ -10,7 +10,8 @@ import asyncpg
 import structlog
 
 from tolem.core import errors
-from tolem.core.model import CheckResult, PayCommand, Payment, PaymentState
+from tolem.core.model import AccountStatus, CheckResult, PayCommand, Payment, PaymentState
+from tolem.core.store import StoreOutcome
 from tolem.db.pool import domain_error
 
 _log = structlog.get_logger("tolem.store")
@@ -69,7 +70,7 @@ def _settle(call: _Call, exc: BaseException) -> None:
 class StoredOutcome:
     """Row of tolem_payment_result."""
 
-    outcome: str
+    outcome: StoreOutcome
     replayed: bool
     payment: Payment | None
 
@@ -95,8 +96,13 @@ def payment_from_row(row: Any) -> Payment:
 
 
 def _outcome(row: Any) -> StoredOutcome:
+    try:
+        outcome = StoreOutcome(row["outcome"])
+    except ValueError:
+        # A word this code does not know: whatever the function did, we cannot say; retry.
+        raise errors.TemporarilyUnavailable(f"unexpected outcome {row['outcome']!r}") from None
     payment = payment_from_row(row) if row["id"] is not None else None
-    return StoredOutcome(outcome=row["outcome"], replayed=row["replayed"], payment=payment)
+    return StoredOutcome(outcome=outcome, replayed=row["replayed"], payment=payment)
 
 
 class PgStore:
@@ -200,7 +206,7 @@ class PgStore:
             call.answer.set_result(result)
         return True
 
-    async def find_payer(self, payment_code: str) -> tuple[CheckResult, str] | None:
+    async def find_payer(self, payment_code: str) -> tuple[CheckResult, AccountStatus] | None:
         row = await self._run("fetchrow", _FIND_PAYER, payment_code)
         if row is None:
             return None
@@ -211,7 +217,7 @@ class PgStore:
             payment_code=row["payment_code"],
             currency=row["currency"],
         )
-        return result, row["status"]
+        return result, AccountStatus(row["status"])
 
     async def accept(
         self,

@@ -7,7 +7,7 @@ answer after that is HTTP 200 with the XML body, and every one of them echoes `o
 """
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import ClassVar, Final
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -17,6 +17,7 @@ from tolem.core import errors
 from tolem.core.codes import MAX_CODE_LENGTH, mask, mask_name, normalize
 from tolem.core.model import PayCommand, Payment, PaymentState, Protocol, Provider
 from tolem.core.service import PaymentService
+from tolem.log import LogLine
 from tolem.protocols.auth import refusal
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.osmp import codes, wire
@@ -66,13 +67,13 @@ class OsmpAdapter(ProtocolAdapter):
         request: web.Request,
         provider: Provider,
         context: GatewayContext,
-        log_line: dict[str, Any],
+        log_line: LogLine,
     ) -> web.StreamResponse:
         log_line["command"] = "unparsed"
         refused = await refusal(request, provider, context.settings.trusted_proxies)
         if refused is not None:
             await _note_refused(request, log_line)
-            log_line.update(result="forbidden", refusal=refused)
+            log_line.update({"result": "forbidden", "refusal": refused})
             return _forbidden()
         txn_id: str | None = None
         try:
@@ -120,7 +121,7 @@ class OsmpAdapter(ProtocolAdapter):
             return _answered(log_line, wire.answer(osmp.txn_id, Result.TEMPORARY), Result.TEMPORARY)
 
 
-async def _note_refused(request: web.Request, log_line: dict[str, Any]) -> None:
+async def _note_refused(request: web.Request, log_line: LogLine) -> None:
     """Command, txn_id and masked code of a refused call, for its journal row.
 
     The parameters (the body bounded by the gateway's size limit) are read for that record
@@ -139,7 +140,7 @@ async def _note_refused(request: web.Request, log_line: dict[str, Any]) -> None:
         log_line["code"] = mask(code) if len(code) <= MAX_CODE_LENGTH else "(too long)"
 
 
-def _answered(log_line: dict[str, Any], response: web.Response, result: Result) -> web.Response:
+def _answered(log_line: LogLine, response: web.Response, result: Result) -> web.Response:
     log_line["result"] = str(int(result))
     return response
 
@@ -149,10 +150,10 @@ class _Call:
     service: PaymentService
     provider: Provider
     osmp: OsmpRequest
-    log_line: dict[str, Any]
+    log_line: LogLine
 
     def _payment_answer(self, payment: Payment, *, with_state: bool) -> web.Response:
-        self.log_line.update(payment_id=payment.id, code=mask(payment.payment_code))
+        self.log_line.update({"payment_id": payment.id, "code": mask(payment.payment_code)})
         state = STATES[payment.state] if with_state else None
         response = wire.answer(
             self.osmp.txn_id,
