@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 
 from tolem import metrics
-from tolem.core.codes import mask
+from tolem.core.payment_codes import mask
 from tolem.db import journal as journal_db
 from tolem.db.journal import JournalEntry
 from tolem.log import OUTAGE_REPORT_SECONDS, LogLine, Outage

@@ -27,8 +27,8 @@ from tests.console.conftest import (
     osmp_pay,
 )
 from tolem.app import create_app
-from tolem.core.codes import mask
 from tolem.core.model import PayCommand
+from tolem.core.payment_codes import mask
 from tolem.core.service import PaymentService
 from tolem.db import console as console_db
 from tolem.db import providers as provider_db

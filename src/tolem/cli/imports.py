@@ -26,8 +26,8 @@ from tolem.cli.common import (
     currency_mismatch,
     emit,
 )
-from tolem.core.codes import CodeShape, classify, normalize
 from tolem.core.model import AccountStatus
+from tolem.core.payment_codes import CodeShape, classify, normalize
 from tolem.db import accounts as account_db
 from tolem.db.ledger import CurrencyMismatch, require_currency
 from tolem.settings import Settings

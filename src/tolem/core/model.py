@@ -22,7 +22,7 @@ class AccountStatus(enum.StrEnum):
     BLOCKED = "blocked"  # refuses new payments; repeats of earlier ones still replay
 
 
-class Protocol(enum.StrEnum):
+class WireProtocol(enum.StrEnum):
     """Wire protocols a provider can speak."""
 
     OSMP = "osmp"
@@ -36,7 +36,7 @@ class Provider:
 
     id: int
     name: str
-    protocol: Protocol
+    protocol: WireProtocol
     enabled: bool
     allow_ips: tuple[IPv4Network | IPv6Network, ...]
     login: str | None

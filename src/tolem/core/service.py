@@ -12,8 +12,8 @@ from typing import Final, TypeVar
 import structlog
 
 from tolem.core import errors
-from tolem.core.codes import CodeShape, classify, normalize
 from tolem.core.model import AccountStatus, CheckResult, PayCommand, Payment, PaymentResult, Provider
+from tolem.core.payment_codes import CodeShape, classify, normalize
 from tolem.core.store import Outcome, PaymentStore, StoreOutcome
 
 # Three tries: a deadlock between two pays is already rare (one row lock each), and a fourth

@@ -6,8 +6,8 @@ from typing import Any, Final
 
 import asyncpg
 
-from tolem.core.codes import generate_code
 from tolem.core.model import AccountStatus
+from tolem.core.payment_codes import generate_code
 from tolem.db.ledger import require_currency
 
 # A clash among 10^9 random codes is rare; eight in a row would mean the space is nearly full.

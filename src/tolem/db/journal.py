@@ -9,7 +9,7 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
-from tolem.core.codes import mask
+from tolem.core.payment_codes import mask
 
 # What a batch writes, in this order. The batch goes as one binary COPY: against an INSERT over
 # unnest() of thirteen arrays it costs about a quarter less, both in this process (about 6.5

@@ -8,8 +8,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from tolem import metrics
-from tolem.core.codes import CodeShape, classify, looks_issued, mask, normalize
 from tolem.core.model import AccountStatus
+from tolem.core.payment_codes import CodeShape, classify, looks_issued, mask, normalize
 from tolem.db import accounts as account_db
 from tolem.db import console as console_db
 from tolem.db import journal as journal_db

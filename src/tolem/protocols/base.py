@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from aiohttp import web
 
-from tolem.core.model import Protocol, Provider
+from tolem.core.model import Provider, WireProtocol
 from tolem.core.service import PaymentService
 from tolem.log import LogLine
 from tolem.settings import Settings
@@ -28,7 +28,7 @@ class ProtocolAdapter(abc.ABC):
     canonical log line. It never answers success or a final code when unsure.
     """
 
-    protocol: ClassVar[Protocol]
+    protocol: ClassVar[WireProtocol]
 
     @abc.abstractmethod
     async def handle(

@@ -13,9 +13,9 @@ import structlog
 from aiohttp import web
 
 from tolem.core import errors
-from tolem.core.codes import MAX_CODE_LENGTH, mask, normalize
-from tolem.core.model import PayCommand, PaymentResult, PaymentState, Protocol, Provider
+from tolem.core.model import PayCommand, PaymentResult, PaymentState, Provider, WireProtocol
 from tolem.core.money import AmountError, parse_amount
+from tolem.core.payment_codes import MAX_CODE_LENGTH, mask, normalize
 from tolem.core.service import PaymentService
 from tolem.log import LogLine
 from tolem.protocols.auth import address_refusal
@@ -58,7 +58,7 @@ def temporary_answer() -> web.Response:
 class ClickAdapter(ProtocolAdapter):
     """Click SHOP API (Prepare / Complete) over the core's reserve / perform."""
 
-    protocol = Protocol.CLICK
+    protocol = WireProtocol.CLICK
 
     def temporary_error(self, request: web.Request, provider: Provider) -> web.StreamResponse:
         return temporary_answer()

@@ -14,8 +14,8 @@ import structlog
 from aiohttp import web
 
 from tolem.core import errors
-from tolem.core.codes import MAX_CODE_LENGTH, mask, mask_name, normalize
-from tolem.core.model import PayCommand, Payment, PaymentState, Protocol, Provider
+from tolem.core.model import PayCommand, Payment, PaymentState, Provider, WireProtocol
+from tolem.core.payment_codes import MAX_CODE_LENGTH, mask, mask_name, normalize
 from tolem.core.service import PaymentService
 from tolem.log import LogLine
 from tolem.protocols.auth import refusal
@@ -55,7 +55,7 @@ def _forbidden() -> web.Response:
 class OsmpAdapter(ProtocolAdapter):
     """check / pay / status / cancel over the core's check / pay / status / cancel."""
 
-    protocol: ClassVar[Protocol] = Protocol.OSMP
+    protocol: ClassVar[WireProtocol] = WireProtocol.OSMP
 
     def temporary_error(self, request: web.Request, provider: Provider) -> web.StreamResponse:
         """Result 1, echoing txn_id if it was read before things went wrong."""

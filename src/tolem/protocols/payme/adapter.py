@@ -14,8 +14,8 @@ import orjson
 from aiohttp import web
 
 from tolem.core import errors
-from tolem.core.codes import mask, mask_name, normalize
-from tolem.core.model import PayCommand, Payment, PaymentResult, PaymentState, Protocol, Provider
+from tolem.core.model import PayCommand, Payment, PaymentResult, PaymentState, Provider, WireProtocol
+from tolem.core.payment_codes import mask, mask_name, normalize
 from tolem.core.service import PaymentService
 from tolem.log import LogLine
 from tolem.protocols.auth import refusal
@@ -101,7 +101,7 @@ def _statement_view(payment: Payment) -> Result:
 class PaymeAdapter(ProtocolAdapter):
     """The six Merchant API methods. `now` is Payme's clock for the 12-hour rule (tests set it)."""
 
-    protocol: ClassVar[Protocol] = Protocol.PAYME
+    protocol: ClassVar[WireProtocol] = WireProtocol.PAYME
 
     def __init__(self, now: Callable[[], datetime] = utc_now) -> None:
         self.now = now

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tolem.core.codes import (
+from tolem.core.payment_codes import (
     ISSUED_LENGTH,
     CodeShape,
     classify,
