@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import functools
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -156,10 +155,6 @@ async def _journal(app: web.Application) -> AsyncIterator[None]:
     await writer.close()
 
 
-# ipaddress renders an address in Python (2.2 us); aggregators call from a handful of hosts.
-_address_text: Final = functools.lru_cache(maxsize=1024)(str)
-
-
 def _record_call(
     request: web.Request,
     provider: Provider,
@@ -175,7 +170,7 @@ def _record_call(
         entry = entry_for(
             provider=provider.name,
             method=request.method,
-            remote_addr=None if address is None else _address_text(address),
+            remote_addr=None if address is None else str(address),
             received_at=received_at,
             duration_s=time.perf_counter() - started,
             line=line,

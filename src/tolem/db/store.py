@@ -112,10 +112,10 @@ class PgStore:
     after another, sending the next statement as soon as the previous answer is in. A call's
     statement is therefore never more than one turn of the event loop behind the answer before
     it; handing the connection back to the pool and to the next waiting request between calls
-    cost a turn more, and under load a turn is milliseconds (27 % more pays per second in the
-    benchmark, and the same p99 guarantee). The queue is strictly FIFO: asyncpg's own pool lets
-    a newcomer take a freed connection ahead of a woken waiter, which had some requests wait
-    over a second while others took 4 ms. A lane gives its connection back when nothing is
+    cost a turn more, and under load a turn is milliseconds (docs/performance.md has the
+    measurements). The queue is strictly FIFO: asyncpg's own pool lets a newcomer take a freed
+    connection ahead of a woken waiter, which had some requests wait over a second while most
+    were answered at once. A lane gives its connection back when nothing is
     waiting, so the pool's other users (journal, provider reloads, admin) get one whenever the
     gateway is not saturated; the application sizes the pool with room for them.
     """
