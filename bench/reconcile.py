@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from bench.harness import Database, seed
-from tolem.core.model import Protocol
+from tolem.core.model import WireProtocol
 from tolem.db import providers as provider_db
 from tolem.db import reconcile as reconcile_db
 from tolem.reconcile import formats
@@ -165,7 +165,7 @@ async def main_async(
             data = path.read_bytes()
             started = time.perf_counter()
             parsed = formats.parse(
-                data, formats.Format.QIWI, zone=ZoneInfo(ZONE), key=formats.txn_key(Protocol.OSMP)
+                data, formats.Format.QIWI, zone=ZoneInfo(ZONE), key=formats.txn_key(WireProtocol.OSMP)
             )
             parse = time.perf_counter() - started
             provider = await provider_db.get(conn, "kiosk")

@@ -20,8 +20,8 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
-from tolem.core.codes import generate_code
-from tolem.core.model import Protocol, Provider
+from tolem.core.model import Provider, WireProtocol
+from tolem.core.payment_codes import generate_code
 from tolem.core.service import PaymentService
 from tolem.db import accounts as account_db
 from tolem.db import providers as provider_db
@@ -155,7 +155,7 @@ UNSET_PROVIDER_FIELDS: Final[dict[str, Any]] = {
 }
 
 
-def provider_value(protocol: Protocol, name: str, *, currency: str = "KGS", **fields: Any) -> Provider:
+def provider_value(protocol: WireProtocol, name: str, *, currency: str = "KGS", **fields: Any) -> Provider:
     """A Provider value for checks that never reach the database; `fields` override the rest."""
     values: dict[str, Any] = {
         "id": 1,

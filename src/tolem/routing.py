@@ -1,4 +1,4 @@
-"""Routing helpers shared by the gateway application and the admin sub-application."""
+"""Routing helpers shared by the admin and console sub-applications."""
 
 from aiohttp import web
 

@@ -52,7 +52,14 @@ def cli(database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
 
     async def run(*args: str) -> Run:
         capsys.readouterr()
-        code = await asyncio.to_thread(main, list(args))
+        saved = structlog.get_config()
+        try:
+            code = await asyncio.to_thread(main, list(args))
+        finally:
+            # main configures logging for a whole process (caching loggers on first use, on
+            # streams captured for this call); the test goes on in this one, and its requests'
+            # loggers must not bind to that configuration for the rest of the session.
+            structlog.configure(**saved)
         captured = capsys.readouterr()
         return Run(code, captured.out, captured.err)
 

@@ -8,8 +8,8 @@ import pytest
 import tolem
 from tests.cli.conftest import Cli, Run
 from tests.conftest import Factory
-from tolem.core.codes import CodeShape, classify
 from tolem.core.model import PayCommand
+from tolem.core.payment_codes import CodeShape, classify
 from tolem.core.service import PaymentService
 
 

@@ -27,13 +27,14 @@ from tests.console.conftest import (
     osmp_pay,
 )
 from tolem.app import create_app
-from tolem.core.codes import mask
 from tolem.core.model import PayCommand
+from tolem.core.payment_codes import mask
 from tolem.core.service import PaymentService
 from tolem.db import console as console_db
 from tolem.db import providers as provider_db
 from tolem.db import reconcile as reconcile_db
 from tolem.db.store import PgStore
+from tolem.log import canonical_log_line
 from tolem.ops.app import build_ops_app
 from tolem.ops.panels import PAGES, AccountPanel, Page
 from tolem.ops.web import moment, money
@@ -533,7 +534,8 @@ class TestGrowth:
 
         panel = AccountPanel("demo", "payers", "_demo_panel.html", payers_count)
         extra = Page("demo", "nav_today", "today.html", nothing)
-        root = web.Application()
+        # The console is mounted under a root carrying the canonical line, as tolem.app does.
+        root = web.Application(middlewares=[canonical_log_line])
         ops = build_ops_app(settings, lambda: pool, panels=(panel,), pages=(*PAGES, extra))
         env = ops[aiohttp_jinja2.APP_KEY]
         demo = jinja2.DictLoader({"_demo_panel.html": "<p id='demo'>payers: {{ data.count }}</p>"})

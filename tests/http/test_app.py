@@ -12,8 +12,8 @@ from structlog.testing import capture_logs
 
 from tests.conftest import Factory
 from tolem.app import create_app
-from tolem.core.codes import mask
-from tolem.core.model import Protocol, Provider
+from tolem.core.model import Provider, WireProtocol
+from tolem.core.payment_codes import mask
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.registry import ADAPTERS
 from tolem.settings import Settings
@@ -24,7 +24,7 @@ ClientMaker = Any
 class EchoAdapter(ProtocolAdapter):
     """A stand-in protocol: `?mode=` chooses ok, slow or crash; answers say which path ran."""
 
-    protocol = Protocol.OSMP
+    protocol = WireProtocol.OSMP
 
     async def handle(
         self,
@@ -49,7 +49,7 @@ class EchoAdapter(ProtocolAdapter):
 @pytest.fixture
 def echo(monkeypatch: pytest.MonkeyPatch) -> None:
     """Mounts the stand-in adapter for OSMP providers for one test."""
-    monkeypatch.setitem(ADAPTERS, Protocol.OSMP, EchoAdapter())
+    monkeypatch.setitem(ADAPTERS, WireProtocol.OSMP, EchoAdapter())
 
 
 @pytest.fixture
@@ -202,6 +202,6 @@ async def test_oversized_body_is_refused(client: TestClient, factory: Factory, e
             await request.read()
             return web.Response(text="read")
 
-    ADAPTERS[Protocol.OSMP] = Greedy()
+    ADAPTERS[WireProtocol.OSMP] = Greedy()
     response = await client.post("/gw/elsom", data=b"x" * (1024 * 1024))
     assert response.status == 413

@@ -13,8 +13,8 @@ from structlog.testing import capture_logs
 from tests.conftest import Factory
 from tests.ops.conftest import ClickWorld
 from tolem.app import JOURNAL, create_app
-from tolem.core.codes import mask
 from tolem.core.model import PayCommand, Provider
+from tolem.core.payment_codes import mask
 from tolem.core.service import PaymentService
 from tolem.db.store import PgStore
 from tolem.settings import Settings

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import Factory
 from tests.ops.conftest import Cli, ClickWorld, Payme
 from tolem.app import JOURNAL
-from tolem.core.codes import mask
+from tolem.core.payment_codes import mask
 from tolem.db import journal as journal_db
 from tolem.db.journal import JournalEntry, JournalFilter
 from tolem.journal import JournalWriter, entry_for, scrub_body

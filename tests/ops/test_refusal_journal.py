@@ -18,7 +18,7 @@ from tests.http.osmp.conftest import Kiosk
 from tests.ops.conftest import Cli
 from tests.security import spy_on_store
 from tolem.app import JOURNAL, create_app
-from tolem.core.codes import mask
+from tolem.core.payment_codes import mask
 from tolem.settings import Settings
 
 TOKEN = "adm-5e1f0c2b7d9a4e3f8a6b1c0d"

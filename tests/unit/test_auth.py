@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from tests.conftest import provider_value
-from tolem.core.model import Protocol, Provider
+from tolem.core.model import Provider, WireProtocol
 from tolem.passwords import hash_password, remembered, verify_password
 from tolem.protocols import auth
 from tolem.protocols.auth import basic_credentials, client_ip, ip_allowed, password_ok
@@ -16,7 +16,7 @@ from tolem.protocols.auth import basic_credentials, client_ip, ip_allowed, passw
 
 def provider(**kw: object) -> Provider:
     """An OSMP provider value with defaults."""
-    return provider_value(Protocol.OSMP, "p", **kw)
+    return provider_value(WireProtocol.OSMP, "p", **kw)
 
 
 def request(peer: str, headers: dict[str, str] | None = None):  # type: ignore[no-untyped-def]

@@ -32,7 +32,6 @@ def _configure(monkeypatch: pytest.MonkeyPatch, out: io.TextIOWrapper) -> None:
 
 
 def _lines(out: io.TextIOWrapper) -> list[dict[str, object]]:
-    log.write_held_lines()
     buffer = out.buffer
     assert isinstance(buffer, io.BytesIO)
     return [orjson.loads(line) for line in buffer.getvalue().splitlines()]

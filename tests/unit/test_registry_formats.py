@@ -6,13 +6,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tolem.core.model import Protocol
+from tolem.core.model import WireProtocol
 from tolem.reconcile import formats
 from tolem.reconcile.formats import CsvMapping, Format, LineState, RegistryError
 
 BISHKEK = ZoneInfo("Asia/Bishkek")
-OSMP = formats.txn_key(Protocol.OSMP)
-PAYME = formats.txn_key(Protocol.PAYME)
+OSMP = formats.txn_key(WireProtocol.OSMP)
+PAYME = formats.txn_key(WireProtocol.PAYME)
 
 
 def qiwi(*lines: str, total: str | None = None) -> bytes:

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from tolem.core import errors
-from tolem.core.model import PayCommand, Protocol, Provider
+from tolem.core.model import PayCommand, Provider, WireProtocol
 from tolem.core.service import MAX_ATTEMPTS, Observer, PaymentService
 
 
@@ -56,7 +56,7 @@ class Counting(Observer):
         self.retries += 1
 
 
-PROVIDER = Provider(1, "p", Protocol.OSMP, True, (), None, None, None, None, None, None, "KGS", None)
+PROVIDER = Provider(1, "p", WireProtocol.OSMP, True, (), None, None, None, None, None, None, "KGS", None)
 COMMAND = PayCommand("t", "12345", 100, datetime(2026, 1, 1), None)
 
 

@@ -20,13 +20,14 @@ from pydantic.json_schema import models_json_schema
 
 from tolem import metrics
 from tolem.admin import models as m
+from tolem.core.model import AccountStatus
 from tolem.core.money import format_amount
 from tolem.db import accounts as account_db
 from tolem.db import journal as journal_db
 from tolem.db import providers as provider_db
 from tolem.db.ledger import CurrencyMismatch
 from tolem.db.pool import NO_WRITABLE_HOST
-from tolem.log import LOG_LINE, canonical_log_line
+from tolem.log import LOG_LINE
 from tolem.routing import methods_elsewhere
 from tolem.settings import Settings
 
@@ -265,7 +266,7 @@ async def add_payer(call: Call) -> BaseModel:
     return m.PayerCreated(account_id=account_id, payment_code=code)
 
 
-async def _set_status(call: Call, status: str) -> BaseModel:
+async def _set_status(call: Call, status: AccountStatus) -> BaseModel:
     account_id = _account_id(call)
     async with call.pool.acquire() as conn:
         try:
@@ -277,12 +278,12 @@ async def _set_status(call: Call, status: str) -> BaseModel:
 
 async def block(call: Call) -> BaseModel:
     """Blocks an account (idempotent)."""
-    return await _set_status(call, "blocked")
+    return await _set_status(call, AccountStatus.BLOCKED)
 
 
 async def unblock(call: Call) -> BaseModel:
     """Unblocks an account (idempotent)."""
-    return await _set_status(call, "active")
+    return await _set_status(call, AccountStatus.ACTIVE)
 
 
 async def account_payments(call: Call) -> BaseModel:
@@ -556,9 +557,8 @@ def build_admin_app(settings: Settings, pool: Callable[[], asyncpg.Pool]) -> web
     """The /admin sub-application; only mounted when TOLEM_ADMIN_TOKEN is set."""
     assert settings.admin_token is not None
     token = settings.admin_token.get_secret_value().encode()
-    # The root application has no middleware (see tolem.app): the admin's calls get their
-    # canonical line here, 404s and 405s included.
-    admin = web.Application(middlewares=[canonical_log_line, _guard(token)])
+    # The canonical line comes from the root application's middleware (tolem.app).
+    admin = web.Application(middlewares=[_guard(token)])
     admin[POOL_GETTER] = pool
     admin[ADMIN_SETTINGS] = settings
     document = openapi_document()

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from tolem.core.codes import MAX_CODE_LENGTH, CodeShape, classify, normalize
+from tolem.core.payment_codes import MAX_CODE_LENGTH, CodeShape, classify, normalize
 
 _EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+")
 

@@ -25,7 +25,7 @@ import structlog
 
 from tolem import metrics
 from tolem.billing.sink import Delivered, Outcome, Progress, Retry, Sink
-from tolem.core.codes import mask
+from tolem.core.payment_codes import mask
 from tolem.db import outbox
 from tolem.db.pool import create_pool
 from tolem.settings import Settings

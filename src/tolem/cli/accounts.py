@@ -19,6 +19,7 @@ from tolem.cli.common import (
     emit,
     text,
 )
+from tolem.core.model import AccountStatus
 from tolem.core.money import format_amount
 from tolem.db import accounts as account_db
 from tolem.db.ledger import CurrencyMismatch
@@ -116,24 +117,24 @@ async def cmd_account_show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _set_status(args: argparse.Namespace, settings: Settings, status: str) -> int:
+async def _set_status(args: argparse.Namespace, settings: Settings, status: AccountStatus) -> int:
     async with connected(settings) as conn:
         try:
             await account_db.set_status(conn, args.account_id, status)
         except account_db.AccountNotFound as exc:
             raise UsageError(f"no account {args.account_id}") from exc
-    emit(args, {"account_id": args.account_id, "status": status}, f"account {args.account_id} {status}")
+    emit(args, {"account_id": args.account_id, "status": str(status)}, f"account {args.account_id} {status}")
     return 0
 
 
 async def cmd_account_block(args: argparse.Namespace, settings: Settings) -> int:
     """Blocks an account: its codes stop accepting payments."""
-    return await _set_status(args, settings, "blocked")
+    return await _set_status(args, settings, AccountStatus.BLOCKED)
 
 
 async def cmd_account_unblock(args: argparse.Namespace, settings: Settings) -> int:
     """Unblocks an account."""
-    return await _set_status(args, settings, "active")
+    return await _set_status(args, settings, AccountStatus.ACTIVE)
 
 
 def register(commands: Commands, common: Parser) -> None:

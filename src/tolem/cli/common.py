@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
-from tolem.core.codes import CodeShape, classify, normalize
 from tolem.core.money import AmountError, parse_amount
+from tolem.core.payment_codes import CodeShape, classify, normalize
 from tolem.db import migrate as migrate_db
 from tolem.db.ledger import CurrencyMismatch
 from tolem.db.pool import NO_WRITABLE_HOST, connect_options, dsn_target

@@ -26,7 +26,8 @@ from tolem.cli.common import (
     currency_mismatch,
     emit,
 )
-from tolem.core.codes import CodeShape, classify, normalize
+from tolem.core.model import AccountStatus
+from tolem.core.payment_codes import CodeShape, classify, normalize
 from tolem.db import accounts as account_db
 from tolem.db.ledger import CurrencyMismatch, require_currency
 from tolem.settings import Settings
@@ -44,7 +45,7 @@ class ImportRow:
     name: str
     ref: str | None
     services: list[str]
-    status: str
+    status: AccountStatus
 
 
 @dataclass
@@ -101,9 +102,10 @@ def _parse_row(header: list[str], fields: list[str]) -> ImportRow:
     services = [s.strip() for s in values.get("services", "").split(";") if s.strip()]
     if any(len(s) > MAX_SERVICE for s in services):
         raise Refused("service name too long")
-    status = values.get("status") or "active"
-    if status not in ("active", "blocked"):
-        raise Refused("status must be active or blocked")
+    try:
+        status = AccountStatus(values.get("status") or AccountStatus.ACTIVE)
+    except ValueError:
+        raise Refused("status must be active or blocked") from None
     return ImportRow(code, email, name, ref, services, status)
 
 

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from tolem.cli.common import Command, Commands, Parser, UsageError, connected, emit, zone
 from tolem.cli.report import day, provider_zone
 from tolem.core import errors
-from tolem.core.model import Protocol
+from tolem.core.model import WireProtocol
 from tolem.core.money import format_amount
 from tolem.core.service import PaymentService
 from tolem.db import reconcile as reconcile_db
@@ -34,7 +34,7 @@ from tolem.reconcile.credit import NotCreditable, credit_missing
 from tolem.settings import Settings
 
 # Each protocol's usual registry; Click sends none of its own, so its CSV needs a mapping.
-_DEFAULT_FORMAT: Final = {Protocol.OSMP: formats.Format.QIWI, Protocol.PAYME: formats.Format.PAYME}
+_DEFAULT_FORMAT: Final = {WireProtocol.OSMP: formats.Format.QIWI, WireProtocol.PAYME: formats.Format.PAYME}
 # At most this many bad lines are named on the one line of the error.
 _SHOWN_PROBLEMS: Final = 10
 _DELIMITERS: Final = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";"}

@@ -25,7 +25,7 @@ from tolem.cli.common import Commands, Parser, connected
 from tolem.db import providers as provider_db
 from tolem.db.ledger import other_currencies
 from tolem.db.pool import dsn_target
-from tolem.log import configure_logging, write_held_lines
+from tolem.log import configure_logging
 from tolem.settings import Settings
 
 # As aiohttp's own default: connections waiting to be accepted, shared by all workers.
@@ -90,16 +90,13 @@ def _serve_one(settings: Settings, sockets: Sequence[socket.socket]) -> None:
         loop = uvloop.new_event_loop()
     except ImportError:
         loop = None
-    try:
-        web.run_app(
-            create_app(settings),
-            sock=sockets,
-            access_log=None,
-            print=None,
-            loop=loop,
-        )
-    finally:
-        write_held_lines()
+    web.run_app(
+        create_app(settings),
+        sock=sockets,
+        access_log=None,
+        print=None,
+        loop=loop,
+    )
 
 
 def serve(settings: Settings) -> int:
@@ -118,7 +115,6 @@ def serve(settings: Settings) -> int:
     )
     status = _serve(settings, sockets)
     _log.info("stopped", exit_status=status)
-    write_held_lines()
     return status
 
 

@@ -5,8 +5,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Network, IPv6Network
 
-from tolem.core.values import frozen
-
 
 class PaymentState(enum.StrEnum):
     """Where a payment is in its life. Only `credited` holds money on the customer's balance."""
@@ -17,7 +15,14 @@ class PaymentState(enum.StrEnum):
     REVERSED = "reversed"
 
 
-class Protocol(enum.StrEnum):
+class AccountStatus(enum.StrEnum):
+    """An account's status, the words of the accounts.status CHECK constraint."""
+
+    ACTIVE = "active"  # accepts payments
+    BLOCKED = "blocked"  # refuses new payments; repeats of earlier ones still replay
+
+
+class WireProtocol(enum.StrEnum):
     """Wire protocols a provider can speak."""
 
     OSMP = "osmp"
@@ -31,7 +36,7 @@ class Provider:
 
     id: int
     name: str
-    protocol: Protocol
+    protocol: WireProtocol
     enabled: bool
     allow_ips: tuple[IPv4Network | IPv6Network, ...]
     login: str | None
@@ -44,7 +49,7 @@ class Provider:
     timezone: str | None
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class Payment:
     """A stored payment with the code it was paid to."""
 
@@ -64,7 +69,7 @@ class Payment:
     cancel_reason: int | None
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class PaymentResult:
     """What a money operation returns: the payment, and whether this call only replayed it."""
 
@@ -72,7 +77,7 @@ class PaymentResult:
     replayed: bool
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class CheckResult:
     """A payable code: whose it is, without the balance."""
 
@@ -84,7 +89,7 @@ class CheckResult:
     currency: str
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class PayCommand:
     """Credit (or, two-phase, reserve) `amount_minor` to `payment_code`, once per external id."""
 

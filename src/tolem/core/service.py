@@ -12,9 +12,9 @@ from typing import Final, TypeVar
 import structlog
 
 from tolem.core import errors
-from tolem.core.codes import CodeShape, classify, normalize
-from tolem.core.model import CheckResult, PayCommand, Payment, PaymentResult, Provider
-from tolem.core.store import Outcome, PaymentStore
+from tolem.core.model import AccountStatus, CheckResult, PayCommand, Payment, PaymentResult, Provider
+from tolem.core.payment_codes import CodeShape, classify, normalize
+from tolem.core.store import Outcome, PaymentStore, StoreOutcome
 
 # Three tries: a deadlock between two pays is already rare (one row lock each), and a fourth
 # collision in a row means the database is in trouble and the aggregator's retry is better.
@@ -24,17 +24,18 @@ T = TypeVar("T")
 
 _log = structlog.get_logger("tolem.service")
 
-_REFUSALS: Final[dict[str, type[errors.DomainError]]] = {
-    "unknown_code": errors.UnknownCode,
-    "account_blocked": errors.AccountBlocked,
-    "amount_too_small": errors.AmountTooSmall,
-    "amount_too_large": errors.AmountTooLarge,
-    "provider_disabled": errors.ProviderDisabled,
-    "currency_refused": errors.CurrencyRefused,
-    "conflict": errors.IdempotencyConflict,
-    "not_found": errors.PaymentNotFound,
-    "wrong_state": errors.WrongState,
-    "insufficient_funds": errors.InsufficientFunds,
+# Every outcome but OK is a refusal (tests/db/test_schema_words.py holds them to the SQL).
+REFUSALS: Final[dict[StoreOutcome, type[errors.DomainError]]] = {
+    StoreOutcome.UNKNOWN_CODE: errors.UnknownCode,
+    StoreOutcome.ACCOUNT_BLOCKED: errors.AccountBlocked,
+    StoreOutcome.AMOUNT_TOO_SMALL: errors.AmountTooSmall,
+    StoreOutcome.AMOUNT_TOO_LARGE: errors.AmountTooLarge,
+    StoreOutcome.PROVIDER_DISABLED: errors.ProviderDisabled,
+    StoreOutcome.CURRENCY_REFUSED: errors.CurrencyRefused,
+    StoreOutcome.CONFLICT: errors.IdempotencyConflict,
+    StoreOutcome.NOT_FOUND: errors.PaymentNotFound,
+    StoreOutcome.WRONG_STATE: errors.WrongState,
+    StoreOutcome.INSUFFICIENT_FUNDS: errors.InsufficientFunds,
 }
 
 
@@ -115,7 +116,7 @@ class PaymentService:
         result, status = found
         if result.currency != provider.currency:
             raise errors.CurrencyRefused("account is held in another currency than the provider's")
-        if status != "active":
+        if status is not AccountStatus.ACTIVE:
             raise errors.AccountBlocked("account is blocked")
         return result
 
@@ -288,15 +289,15 @@ class PaymentService:
         return self._result(provider, outcome, credits=credit)
 
     def _result(self, provider: Provider, outcome: Outcome, *, credits: bool = False) -> PaymentResult:
-        if outcome.outcome == "ok" and outcome.payment is not None:
+        if outcome.outcome is StoreOutcome.OK and outcome.payment is not None:
             if outcome.replayed:
                 self._observer.replayed(provider)
             elif credits:
                 self._observer.credited(provider, outcome.payment.amount_minor)
             return PaymentResult(payment=outcome.payment, replayed=outcome.replayed)
-        if outcome.outcome == "conflict":
+        if outcome.outcome is StoreOutcome.CONFLICT:
             self._observer.conflicted(provider)
-        refusal = _REFUSALS.get(outcome.outcome)
+        refusal = REFUSALS.get(outcome.outcome)
         if refusal is None:
             raise errors.TemporarilyUnavailable(f"unexpected outcome {outcome.outcome!r}")
         raise refusal(outcome.outcome.replace("_", " "), payment=outcome.payment)

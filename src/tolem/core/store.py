@@ -1,16 +1,33 @@
 """The persistence port the service needs. The PostgreSQL implementation lives in tolem.db."""
 
+import enum
 from datetime import datetime
 from typing import Protocol
 
-from tolem.core.model import CheckResult, PayCommand, Payment
+from tolem.core.model import AccountStatus, CheckResult, PayCommand, Payment
+
+
+class StoreOutcome(enum.StrEnum):
+    """The outcome words the payment functions answer with (tolem_payment_result.outcome)."""
+
+    OK = "ok"
+    CONFLICT = "conflict"
+    UNKNOWN_CODE = "unknown_code"
+    ACCOUNT_BLOCKED = "account_blocked"
+    AMOUNT_TOO_SMALL = "amount_too_small"
+    AMOUNT_TOO_LARGE = "amount_too_large"
+    PROVIDER_DISABLED = "provider_disabled"
+    CURRENCY_REFUSED = "currency_refused"
+    NOT_FOUND = "not_found"
+    WRONG_STATE = "wrong_state"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
 
 
 class Outcome(Protocol):
-    """A stored operation's outcome word and the payment it concerns, if any."""
+    """A stored operation's outcome and the payment it concerns, if any."""
 
     @property
-    def outcome(self) -> str: ...
+    def outcome(self) -> StoreOutcome: ...
 
     @property
     def replayed(self) -> bool: ...
@@ -24,7 +41,7 @@ class PaymentStore(Protocol):
     TemporarilyUnavailable for infrastructure failures, CurrencyRefused when the database itself
     refused to mix currencies, and never anything else of their own."""
 
-    async def find_payer(self, payment_code: str) -> tuple[CheckResult, str] | None:
+    async def find_payer(self, payment_code: str) -> tuple[CheckResult, AccountStatus] | None:
         """The payer with that code and its account status."""
         ...
 

@@ -6,7 +6,8 @@ from typing import Any, Final
 
 import asyncpg
 
-from tolem.core.codes import generate_code
+from tolem.core.model import AccountStatus
+from tolem.core.payment_codes import generate_code
 from tolem.db.ledger import require_currency
 
 # A clash among 10^9 random codes is rare; eight in a row would mean the space is nearly full.
@@ -106,7 +107,7 @@ async def create_account(
     name: str,
     currency: str,
     services: list[str] = [],  # noqa: B006 - never mutated
-    status: str = "active",
+    status: AccountStatus = AccountStatus.ACTIVE,
     payment_code: str | None = None,
     external_ref: str | None = None,
 ) -> tuple[int, str]:
@@ -194,7 +195,7 @@ async def add_payer(
         )
 
 
-async def set_status(conn: asyncpg.Connection, account_id: int, status: str) -> None:
+async def set_status(conn: asyncpg.Connection, account_id: int, status: AccountStatus) -> None:
     """Blocks or unblocks an account."""
     done = await conn.execute(
         "UPDATE accounts SET status = $2, updated_at = now() WHERE id = $1",

@@ -15,7 +15,7 @@ from typing import Any, Final, Literal
 from uuid import UUID
 
 from tolem.billing.sink import Delivered, Event, Manual, Outcome, Refused, Retry
-from tolem.core.codes import mask
+from tolem.core.payment_codes import mask
 
 State = Literal["pending", "delivered", "dead", "manual"]
 STATES: Final[tuple[State, ...]] = ("pending", "delivered", "dead", "manual")

@@ -57,7 +57,7 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
     """Release hook that skips asyncpg's reset query.
 
     By default every release runs `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`,
-    a round trip per request that cost about 10 % of a check. Nothing run on pooled
+    a round trip per request, as many as a check itself needs. Nothing run on pooled
     connections keeps session state (no session advisory locks, no SET without LOCAL, no
     LISTEN, no cursors outside a transaction), so there is nothing to undo; asyncpg still rolls
     back a transaction left open before it calls this hook.

@@ -5,7 +5,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from tolem.core.model import Protocol, Provider
+from tolem.core.model import Provider, WireProtocol
 from tolem.db.ledger import require_currency
 
 _SELECT: Final = """
@@ -43,7 +43,7 @@ def provider_from_row(row: Any) -> Provider:
     return Provider(
         id=row["id"],
         name=row["name"],
-        protocol=Protocol(row["protocol"]),
+        protocol=WireProtocol(row["protocol"]),
         enabled=row["enabled"],
         allow_ips=tuple(ip_network(n, strict=False) for n in row["allow_ips"]),
         login=row["login"],

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -9,8 +10,8 @@ import asyncpg
 import structlog
 
 from tolem.core import errors
-from tolem.core.model import CheckResult, PayCommand, Payment, PaymentState
-from tolem.core.values import frozen
+from tolem.core.model import AccountStatus, CheckResult, PayCommand, Payment, PaymentState
+from tolem.core.store import StoreOutcome
 from tolem.db.pool import domain_error
 
 _log = structlog.get_logger("tolem.store")
@@ -46,7 +47,7 @@ SELECT {PAYMENT_COLUMNS}
 """
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class _Call:
     """One statement waiting for a lane, and where its answer goes."""
 
@@ -65,11 +66,11 @@ def _settle(call: _Call, exc: BaseException) -> None:
         call.answer.set_exception(exc)
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class StoredOutcome:
     """Row of tolem_payment_result."""
 
-    outcome: str
+    outcome: StoreOutcome
     replayed: bool
     payment: Payment | None
 
@@ -95,8 +96,13 @@ def payment_from_row(row: Any) -> Payment:
 
 
 def _outcome(row: Any) -> StoredOutcome:
+    try:
+        outcome = StoreOutcome(row["outcome"])
+    except ValueError:
+        # A word this code does not know: whatever the function did, we cannot say; retry.
+        raise errors.TemporarilyUnavailable(f"unexpected outcome {row['outcome']!r}") from None
     payment = payment_from_row(row) if row["id"] is not None else None
-    return StoredOutcome(outcome=row["outcome"], replayed=row["replayed"], payment=payment)
+    return StoredOutcome(outcome=outcome, replayed=row["replayed"], payment=payment)
 
 
 class PgStore:
@@ -106,10 +112,10 @@ class PgStore:
     after another, sending the next statement as soon as the previous answer is in. A call's
     statement is therefore never more than one turn of the event loop behind the answer before
     it; handing the connection back to the pool and to the next waiting request between calls
-    cost a turn more, and under load a turn is milliseconds (27 % more pays per second in the
-    benchmark, and the same p99 guarantee). The queue is strictly FIFO: asyncpg's own pool lets
-    a newcomer take a freed connection ahead of a woken waiter, which had some requests wait
-    over a second while others took 4 ms. A lane gives its connection back when nothing is
+    cost a turn more, and under load a turn is milliseconds (docs/performance.md has the
+    measurements). The queue is strictly FIFO: asyncpg's own pool lets a newcomer take a freed
+    connection ahead of a woken waiter, which had some requests wait over a second while most
+    were answered at once. A lane gives its connection back when nothing is
     waiting, so the pool's other users (journal, provider reloads, admin) get one whenever the
     gateway is not saturated; the application sizes the pool with room for them.
     """
@@ -200,7 +206,7 @@ class PgStore:
             call.answer.set_result(result)
         return True
 
-    async def find_payer(self, payment_code: str) -> tuple[CheckResult, str] | None:
+    async def find_payer(self, payment_code: str) -> tuple[CheckResult, AccountStatus] | None:
         row = await self._run("fetchrow", _FIND_PAYER, payment_code)
         if row is None:
             return None
@@ -211,7 +217,7 @@ class PgStore:
             payment_code=row["payment_code"],
             currency=row["currency"],
         )
-        return result, row["status"]
+        return result, AccountStatus(row["status"])
 
     async def accept(
         self,

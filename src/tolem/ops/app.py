@@ -15,7 +15,7 @@ from aiohttp import web
 from tolem import metrics
 from tolem.db import operators as operator_db
 from tolem.db.pool import NO_WRITABLE_HOST
-from tolem.log import LOG_LINE, canonical_log_line
+from tolem.log import LOG_LINE
 from tolem.ops import i18n, views
 from tolem.ops.panels import ACCOUNT_PANELS, PAGES, AccountPanel, Page
 from tolem.ops.security import (
@@ -159,9 +159,8 @@ def build_ops_app(
 ) -> web.Application:
     """The console, mounted at /ops by tolem.app; `panels` and `pages` are its extension points
     (tolem.ops.panels)."""
-    # The root application has no middleware (see tolem.app): the console's calls get their
-    # canonical line here.
-    ops = web.Application(middlewares=[canonical_log_line, guard])
+    # The canonical line comes from the root application's middleware (tolem.app).
+    ops = web.Application(middlewares=[guard])
     ops[OPS_POOL] = pool_getter
     ops[OPS_SETTINGS] = settings
     ops[LOGIN_CHECKS] = asyncio.Semaphore(_LOGIN_CHECKS_AT_ONCE)

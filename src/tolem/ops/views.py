@@ -8,7 +8,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from tolem import metrics
-from tolem.core.codes import CodeShape, classify, looks_issued, mask, normalize
+from tolem.core.model import AccountStatus
+from tolem.core.payment_codes import CodeShape, classify, looks_issued, mask, normalize
 from tolem.db import accounts as account_db
 from tolem.db import console as console_db
 from tolem.db import journal as journal_db
@@ -154,7 +155,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         )
         await operator_db.record_action(conn, person.id, Action.LOGIN, remote_addr=remote_addr(request))
     metrics.OPS_LOGINS.labels("ok").inc()
-    line.update(login="ok", operator=person.name)
+    line.update({"login": "ok", "operator": person.name})
     response = redirect(safe_next(next_))
     secure = _secure(request)
     set_cookie(response, SESSION_COOKIE, token, secure=secure, max_age=int(SESSION_LIFETIME.total_seconds()))
@@ -345,7 +346,7 @@ async def account(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def _set_status(request: web.Request, status: str, action: Action) -> web.StreamResponse:
+async def _set_status(request: web.Request, status: AccountStatus, action: Action) -> web.StreamResponse:
     account_id = _account_id(request)
     who = operator(request)
     async with pool(request).acquire() as conn, conn.transaction():
@@ -368,13 +369,13 @@ async def _set_status(request: web.Request, status: str, action: Action) -> web.
 @admin_only
 async def block(request: web.Request) -> web.StreamResponse:
     """POST /ops/accounts/{id}/block: its codes refuse new payments from now on."""
-    return await _set_status(request, "blocked", Action.BLOCK)
+    return await _set_status(request, AccountStatus.BLOCKED, Action.BLOCK)
 
 
 @admin_only
 async def unblock(request: web.Request) -> web.StreamResponse:
     """POST /ops/accounts/{id}/unblock."""
-    return await _set_status(request, "active", Action.UNBLOCK)
+    return await _set_status(request, AccountStatus.ACTIVE, Action.UNBLOCK)
 
 
 @admin_only

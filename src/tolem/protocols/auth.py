@@ -156,7 +156,7 @@ _verifying: dict[tuple[asyncio.AbstractEventLoop, bytes], asyncio.Future[bool]] 
 
 
 async def _verify_once(password: str, stored: str) -> bool:
-    """scrypt in a thread (~50 ms; it releases the GIL, so no other request stalls), once for
+    """scrypt in a thread (it releases the GIL, so no other request stalls), once for
     all the calls that bring the same credentials while it runs.
 
     Without this, the first burst after a start or a password change (64 connections arriving

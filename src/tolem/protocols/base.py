@@ -2,12 +2,13 @@
 
 import abc
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from aiohttp import web
 
-from tolem.core.model import Protocol, Provider
+from tolem.core.model import Provider, WireProtocol
 from tolem.core.service import PaymentService
+from tolem.log import LogLine
 from tolem.settings import Settings
 
 
@@ -27,7 +28,7 @@ class ProtocolAdapter(abc.ABC):
     canonical log line. It never answers success or a final code when unsure.
     """
 
-    protocol: ClassVar[Protocol]
+    protocol: ClassVar[WireProtocol]
 
     @abc.abstractmethod
     async def handle(
@@ -35,7 +36,7 @@ class ProtocolAdapter(abc.ABC):
         request: web.Request,
         provider: Provider,
         context: GatewayContext,
-        log_line: dict[str, Any],
+        log_line: LogLine,
     ) -> web.StreamResponse:
         """Answers one gateway call."""
 

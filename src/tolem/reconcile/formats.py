@@ -26,9 +26,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, TypeGuard
 from zoneinfo import ZoneInfo
 
-from tolem.core.codes import normalize
-from tolem.core.model import Protocol
+from tolem.core.model import WireProtocol
 from tolem.core.money import AmountError, format_amount, parse_amount
+from tolem.core.payment_codes import normalize
 
 
 class Format(enum.StrEnum):
@@ -127,9 +127,9 @@ def _token_txn(raw: str) -> str:
     return raw
 
 
-def txn_key(protocol: Protocol) -> TxnKey:
+def txn_key(protocol: WireProtocol) -> TxnKey:
     """How a provider's transaction ids become payments.external_id."""
-    return _token_txn if protocol is Protocol.PAYME else _numeric_txn
+    return _token_txn if protocol is WireProtocol.PAYME else _numeric_txn
 
 
 def decode(data: bytes) -> str:

@@ -18,14 +18,14 @@ from tests.http.click.conftest import (
     sign_failed,
 )
 from tolem.app import create_app
-from tolem.core.model import Protocol, Provider
+from tolem.core.model import Provider, WireProtocol
 from tolem.protocols.click import auth
 from tolem.settings import Settings
 
 
 def provider(secret: str | None = SECRET, service_id: str | None = SERVICE_ID) -> Provider:
     """A Click provider value for the pure signature checks."""
-    return provider_value(Protocol.CLICK, "click", currency="UZS", secret=secret, service_id=service_id)
+    return provider_value(WireProtocol.CLICK, "click", currency="UZS", secret=secret, service_id=service_id)
 
 
 PREPARE = {

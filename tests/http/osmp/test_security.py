@@ -11,7 +11,7 @@ from tests.conftest import Factory
 from tests.http.osmp.conftest import Kiosk, OsmpWorld
 from tests.security import assert_no_secrets, captured_logs, spy_on_store
 from tolem.app import JOURNAL, create_app
-from tolem.core.codes import mask
+from tolem.core.payment_codes import mask
 from tolem.settings import Settings
 
 PASSWORD = "kiosk-Pa55word"

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 import tolem.log
 from tests.conftest import provider_value
 from tests.http.osmp.conftest import OsmpWorld, paid, refused, stated
-from tolem.core.model import Protocol
+from tolem.core.model import WireProtocol
 from tolem.core.service import PaymentService
 from tolem.protocols.osmp.handlers import ECHO, Echo, OsmpAdapter
 
@@ -120,7 +120,7 @@ async def test_deadline_answers_1(world: OsmpWorld, monkeypatch: pytest.MonkeyPa
 
 def test_temporary_error_echoes_the_txn_id_only_once_read() -> None:
     """The last-resort answer is 1 with an empty osmp_txn_id until txn_id was read."""
-    provider = provider_value(Protocol.OSMP, "kiosk")
+    provider = provider_value(WireProtocol.OSMP, "kiosk")
     adapter = OsmpAdapter()
     request = make_mocked_request("GET", "/gw/kiosk")
     first = adapter.temporary_error(request, provider)

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 
 from tests.conftest import Factory
 from tolem.app import create_app
-from tolem.core.model import Protocol, Provider
+from tolem.core.model import Provider, WireProtocol
 from tolem.protocols.payme import codes, wire
 from tolem.protocols.registry import ADAPTERS
 from tolem.settings import Settings
@@ -52,7 +52,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     """The adapter's clock, replaced for the test."""
     fake = Clock()
-    monkeypatch.setattr(ADAPTERS[Protocol.PAYME], "now", fake)
+    monkeypatch.setattr(ADAPTERS[WireProtocol.PAYME], "now", fake)
     return fake
 
 

@@ -16,7 +16,7 @@ from tests.conftest import Factory, provider_value
 from tests.http.payme.conftest import KEY, Clock, Payme, app_settings, err
 from tolem import metrics
 from tolem.app import create_app
-from tolem.core.model import Protocol, Provider
+from tolem.core.model import Provider, WireProtocol
 from tolem.protocols.payme import codes
 from tolem.protocols.payme.adapter import RPC_ID, PaymeAdapter, RpcId
 from tolem.protocols.registry import ADAPTERS
@@ -66,7 +66,7 @@ async def test_deadline_answers_system_error_with_the_request_id(
         await asyncio.sleep(30)
         return {}
 
-    adapter = ADAPTERS[Protocol.PAYME]
+    adapter = ADAPTERS[WireProtocol.PAYME]
     assert isinstance(adapter, PaymeAdapter)
     monkeypatch.setitem(adapter._methods, "CheckTransaction", stuck)
     body = await slow_payme.check(TXN, request_id=81)
@@ -83,7 +83,7 @@ async def test_unexpected_exception_answers_system_error(
     async def broken(_call: Any) -> dict[str, Any]:
         raise RuntimeError("bug")
 
-    adapter = ADAPTERS[Protocol.PAYME]
+    adapter = ADAPTERS[WireProtocol.PAYME]
     assert isinstance(adapter, PaymeAdapter)
     monkeypatch.setitem(adapter._methods, "GetStatement", broken)
     body = await payme.call("GetStatement", {"from": 0, "to": 1}, request_id="s-9")
@@ -110,7 +110,7 @@ def test_temporary_error_echoes_the_id_only_once_read(provider_stub: Provider) -
 @pytest.fixture
 def provider_stub() -> Provider:
     """A provider value for calls that do not reach the database."""
-    return provider_value(Protocol.PAYME, "payme")
+    return provider_value(WireProtocol.PAYME, "payme")
 
 
 async def test_log_line_masks_the_code_and_never_holds_secrets(

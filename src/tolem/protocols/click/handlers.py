@@ -6,17 +6,18 @@ then the action, the fields, and only then the core. Both steps arrive at the sa
 differ by `action`. A refusal echoes the ids the form carried.
 """
 
-from typing import Any, Final
+from typing import Final
 from zoneinfo import ZoneInfo
 
 import structlog
 from aiohttp import web
 
 from tolem.core import errors
-from tolem.core.codes import MAX_CODE_LENGTH, mask, normalize
-from tolem.core.model import PayCommand, PaymentResult, PaymentState, Protocol, Provider
+from tolem.core.model import PayCommand, PaymentResult, PaymentState, Provider, WireProtocol
 from tolem.core.money import AmountError, parse_amount
+from tolem.core.payment_codes import MAX_CODE_LENGTH, mask, normalize
 from tolem.core.service import PaymentService
+from tolem.log import LogLine
 from tolem.protocols.auth import address_refusal
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.click import auth, wire
@@ -57,7 +58,7 @@ def temporary_answer() -> web.Response:
 class ClickAdapter(ProtocolAdapter):
     """Click SHOP API (Prepare / Complete) over the core's reserve / perform."""
 
-    protocol = Protocol.CLICK
+    protocol = WireProtocol.CLICK
 
     def temporary_error(self, request: web.Request, provider: Provider) -> web.StreamResponse:
         return temporary_answer()
@@ -67,7 +68,7 @@ class ClickAdapter(ProtocolAdapter):
         request: web.Request,
         provider: Provider,
         context: GatewayContext,
-        log_line: dict[str, Any],
+        log_line: LogLine,
     ) -> web.StreamResponse:
         log_line["command"] = "unknown"
         address_refused = address_refusal(request, provider, context.settings.trusted_proxies)
@@ -104,17 +105,17 @@ class ClickAdapter(ProtocolAdapter):
         except WireError as exc:
             return _refused(log_line, params, exc.code, exc.reason)
 
-        log_line.update(click_paydoc_id=click.click_paydoc_id, click_error=click.status)
+        log_line.update({"click_paydoc_id": click.click_paydoc_id, "click_error": click.status})
         try:
             if click.action is Action.PREPARE:
                 return await _prepare(context.service, provider, click, log_line)
             return await _complete(context.service, provider, click, log_line)
         except errors.TemporarilyUnavailable as exc:
-            log_line.update(result="temporary", error=str(exc))
+            log_line.update({"result": "temporary", "error": str(exc)})
             return temporary_answer()
 
 
-def _note_asked(log_line: dict[str, Any], params: dict[str, str]) -> None:
+def _note_asked(log_line: LogLine, params: dict[str, str]) -> None:
     """Step, transaction id and masked code for the log line and the journal, from the raw
     form: a refused request is recorded with what it asked, though nothing of it is acted on."""
     log_line["command"] = wire.command_name(params.get("action"))
@@ -127,19 +128,19 @@ def _note_asked(log_line: dict[str, Any], params: dict[str, str]) -> None:
 
 
 def _refused(
-    log_line: dict[str, Any],
+    log_line: LogLine,
     params: dict[str, str] | None,
     code: ClickError,
     reason: str,
     *,
     note: str | None = None,
 ) -> web.Response:
-    log_line.update(result=str(int(code)), refusal=reason)
+    log_line.update({"result": str(int(code)), "refusal": reason})
     return wire.refusal(code, params, note=note)
 
 
 def _done(
-    log_line: dict[str, Any],
+    log_line: LogLine,
     click: ClickRequest,
     code: ClickError,
     *,
@@ -149,7 +150,7 @@ def _done(
     payment_id = None if result is None else result.payment.id
     if result is not None:
         log_line["replayed"] = result.replayed
-    log_line.update(result=str(int(code)), payment_id=payment_id)
+    log_line.update({"result": str(int(code)), "payment_id": payment_id})
     return wire.answer(click, code, payment_id=payment_id, note=note)
 
 
@@ -164,7 +165,7 @@ async def _prepare(
     service: PaymentService,
     provider: Provider,
     click: ClickRequest,
-    log_line: dict[str, Any],
+    log_line: LogLine,
 ) -> web.Response:
     """Reserves the payment; a repeat answers from the stored state."""
     amount = _amount(click)
@@ -212,7 +213,7 @@ async def _complete(
     service: PaymentService,
     provider: Provider,
     click: ClickRequest,
-    log_line: dict[str, Any],
+    log_line: LogLine,
 ) -> web.Response:
     """Credits the prepared payment once, or voids it when Click reports a failure.
 

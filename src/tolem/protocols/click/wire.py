@@ -7,6 +7,7 @@ survive untouched for the signature check, which runs before anything here is in
 
 import enum
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import parse_qsl
@@ -15,7 +16,6 @@ from zoneinfo import ZoneInfo
 import orjson
 from aiohttp import web
 
-from tolem.core.values import frozen
 from tolem.protocols.click.codes import NOTES, ClickError
 
 # What must be present before the signature can even be checked.
@@ -74,7 +74,7 @@ class WireError(Exception):
         self.reason = reason
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class ClickRequest:
     """An authenticated Prepare or Complete, fields typed; raw texts kept where they matter."""
 

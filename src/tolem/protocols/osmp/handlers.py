@@ -6,17 +6,18 @@ record what the call asked); then the parameters, the command, and only then the
 answer after that is HTTP 200 with the XML body, and every one of them echoes `osmp_txn_id`.
 """
 
-from typing import Any, ClassVar, Final
+from dataclasses import dataclass
+from typing import ClassVar, Final
 from zoneinfo import ZoneInfo
 
 import structlog
 from aiohttp import web
 
 from tolem.core import errors
-from tolem.core.codes import MAX_CODE_LENGTH, mask, mask_name, normalize
-from tolem.core.model import PayCommand, Payment, PaymentState, Protocol, Provider
+from tolem.core.model import PayCommand, Payment, PaymentState, Provider, WireProtocol
+from tolem.core.payment_codes import MAX_CODE_LENGTH, mask, mask_name, normalize
 from tolem.core.service import PaymentService
-from tolem.core.values import frozen
+from tolem.log import LogLine
 from tolem.protocols.auth import refusal
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.osmp import codes, wire
@@ -35,7 +36,7 @@ STATES: Final = {
 }
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class Echo:
     """The txn_id to echo, once read, so that the gateway's last-resort answer carries it."""
 
@@ -54,7 +55,7 @@ def _forbidden() -> web.Response:
 class OsmpAdapter(ProtocolAdapter):
     """check / pay / status / cancel over the core's check / pay / status / cancel."""
 
-    protocol: ClassVar[Protocol] = Protocol.OSMP
+    protocol: ClassVar[WireProtocol] = WireProtocol.OSMP
 
     def temporary_error(self, request: web.Request, provider: Provider) -> web.StreamResponse:
         """Result 1, echoing txn_id if it was read before things went wrong."""
@@ -66,13 +67,13 @@ class OsmpAdapter(ProtocolAdapter):
         request: web.Request,
         provider: Provider,
         context: GatewayContext,
-        log_line: dict[str, Any],
+        log_line: LogLine,
     ) -> web.StreamResponse:
         log_line["command"] = "unparsed"
         refused = await refusal(request, provider, context.settings.trusted_proxies)
         if refused is not None:
             await _note_refused(request, log_line)
-            log_line.update(result="forbidden", refusal=refused)
+            log_line.update({"result": "forbidden", "refusal": refused})
             return _forbidden()
         txn_id: str | None = None
         try:
@@ -120,7 +121,7 @@ class OsmpAdapter(ProtocolAdapter):
             return _answered(log_line, wire.answer(osmp.txn_id, Result.TEMPORARY), Result.TEMPORARY)
 
 
-async def _note_refused(request: web.Request, log_line: dict[str, Any]) -> None:
+async def _note_refused(request: web.Request, log_line: LogLine) -> None:
     """Command, txn_id and masked code of a refused call, for its journal row.
 
     The parameters (the body bounded by the gateway's size limit) are read for that record
@@ -139,20 +140,20 @@ async def _note_refused(request: web.Request, log_line: dict[str, Any]) -> None:
         log_line["code"] = mask(code) if len(code) <= MAX_CODE_LENGTH else "(too long)"
 
 
-def _answered(log_line: dict[str, Any], response: web.Response, result: Result) -> web.Response:
+def _answered(log_line: LogLine, response: web.Response, result: Result) -> web.Response:
     log_line["result"] = str(int(result))
     return response
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class _Call:
     service: PaymentService
     provider: Provider
     osmp: OsmpRequest
-    log_line: dict[str, Any]
+    log_line: LogLine
 
     def _payment_answer(self, payment: Payment, *, with_state: bool) -> web.Response:
-        self.log_line.update(payment_id=payment.id, code=mask(payment.payment_code))
+        self.log_line.update({"payment_id": payment.id, "code": mask(payment.payment_code)})
         state = STATES[payment.state] if with_state else None
         response = wire.answer(
             self.osmp.txn_id,

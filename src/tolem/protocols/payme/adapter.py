@@ -6,6 +6,7 @@ answered from the stored payment, so it equals the first answer. Every answer is
 """
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
@@ -13,10 +14,10 @@ import orjson
 from aiohttp import web
 
 from tolem.core import errors
-from tolem.core.codes import mask, mask_name, normalize
-from tolem.core.model import PayCommand, Payment, PaymentResult, PaymentState, Protocol, Provider
+from tolem.core.model import PayCommand, Payment, PaymentResult, PaymentState, Provider, WireProtocol
+from tolem.core.payment_codes import mask, mask_name, normalize
 from tolem.core.service import PaymentService
-from tolem.core.values import frozen
+from tolem.log import LogLine
 from tolem.protocols.auth import refusal
 from tolem.protocols.base import GatewayContext, ProtocolAdapter
 from tolem.protocols.payme import codes, wire
@@ -34,7 +35,7 @@ STATES: Final = {
 }
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class RpcId:
     """The JSON-RPC id of the request being answered."""
 
@@ -47,12 +48,12 @@ RPC_ID: Final = web.RequestKey("payme_rpc_id", RpcId)
 Result = dict[str, Any]
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class _Call:
     provider: Provider
     service: PaymentService
     params: dict[str, Any]
-    log_line: dict[str, Any]
+    log_line: LogLine
     now: datetime
 
 
@@ -100,7 +101,7 @@ def _statement_view(payment: Payment) -> Result:
 class PaymeAdapter(ProtocolAdapter):
     """The six Merchant API methods. `now` is Payme's clock for the 12-hour rule (tests set it)."""
 
-    protocol: ClassVar[Protocol] = Protocol.PAYME
+    protocol: ClassVar[WireProtocol] = WireProtocol.PAYME
 
     def __init__(self, now: Callable[[], datetime] = utc_now) -> None:
         self.now = now
@@ -118,7 +119,7 @@ class PaymeAdapter(ProtocolAdapter):
         request: web.Request,
         provider: Provider,
         context: GatewayContext,
-        log_line: dict[str, Any],
+        log_line: LogLine,
     ) -> web.StreamResponse:
         """Authenticates, reads the JSON-RPC call, runs it and answers, always with HTTP 200."""
         log_line["command"] = "unparsed"
@@ -156,7 +157,7 @@ class PaymeAdapter(ProtocolAdapter):
         log_line["result"] = "ok"
         return _respond(request_id, "result", result)
 
-    async def _refuse(self, request: web.Request, log_line: dict[str, Any], reason: str) -> web.Response:
+    async def _refuse(self, request: web.Request, log_line: LogLine, reason: str) -> web.Response:
         """-32504, echoing the request's id so that Payme can match the answer to its call.
 
         The body (bounded by the gateway's size limit) is read for that id, and for the method,
@@ -184,7 +185,7 @@ class PaymeAdapter(ProtocolAdapter):
 
     @staticmethod
     def _fail(
-        log_line: dict[str, Any],
+        log_line: LogLine,
         request_id: wire.RequestId,
         error: codes.PaymeError,
     ) -> web.Response:
@@ -197,7 +198,7 @@ class PaymeAdapter(ProtocolAdapter):
         wire.require(call.params, "amount", "account")
         amount = wire.amount(call.params)
         code = wire.account_code(call.params)
-        call.log_line.update(code=mask(normalize(code)), amount=amount)
+        call.log_line.update({"code": mask(normalize(code)), "amount": amount})
         found = await call.service.check(call.provider, code, amount)
         # The masked name lets the payer see the code is theirs; never the balance.
         return {"allow": True, "additional": {"name": mask_name(found.payer_name)}}
@@ -210,7 +211,7 @@ class PaymeAdapter(ProtocolAdapter):
         call.log_line["txn"] = external_id
         amount = wire.amount(params)
         code = wire.account_code(params)
-        call.log_line.update(code=mask(normalize(code)), amount=amount)
+        call.log_line.update({"code": mask(normalize(code)), "amount": amount})
         expire_before = call.now - TRANSACTION_TIMEOUT
         provider_time = wire.from_ms(time_ms)
         if provider_time < expire_before:
@@ -262,7 +263,7 @@ class PaymeAdapter(ProtocolAdapter):
         wire.require(call.params, "id", "reason")
         external_id = wire.transaction_id(call.params)
         reason = wire.reason(call.params)
-        call.log_line.update(txn=external_id, reason=reason)
+        call.log_line.update({"txn": external_id, "reason": reason})
         outcome = await call.service.cancel(call.provider, external_id=external_id, reason=reason)
         payment = self._settled(call, outcome)
         return {
@@ -289,5 +290,5 @@ class PaymeAdapter(ProtocolAdapter):
     @staticmethod
     def _settled(call: _Call, outcome: PaymentResult) -> Payment:
         payment = outcome.payment
-        call.log_line.update(code=mask(payment.payment_code), replayed=outcome.replayed)
+        call.log_line.update({"code": mask(payment.payment_code), "replayed": outcome.replayed})
         return payment

@@ -16,7 +16,7 @@ import asyncpg
 import structlog
 
 from tolem.core import errors
-from tolem.core.model import Protocol, Provider
+from tolem.core.model import Provider, WireProtocol
 from tolem.core.service import PaymentService
 from tolem.db import providers as provider_db
 from tolem.db.pool import create_pool
@@ -66,7 +66,7 @@ async def sweep_once(
     providers = await provider_db.load_all(pool)
     voided: dict[str, int] = {}
     for provider in providers.values():
-        if provider.protocol is not Protocol.PAYME:
+        if provider.protocol is not WireProtocol.PAYME:
             continue
         voided[provider.name] = await sweep_provider(service, provider, now(), batch=batch)
     return voided

@@ -7,12 +7,12 @@ faults does not depend on dictionary order.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
 import orjson
 
-from tolem.core.values import frozen
 from tolem.protocols.payme import codes
 
 RequestId = int | str | None
@@ -36,7 +36,7 @@ MAX_CODE_INPUT: Final = 64
 MAX_REASON: Final = 2**31 - 1
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class Call:
     """A well-formed JSON-RPC request: method name and named params."""
 
@@ -64,7 +64,7 @@ def request_id(document: Any) -> RequestId:
     raise codes.invalid_request("id")
 
 
-@frozen
+@dataclass(frozen=True, slots=True)
 class Glimpse:
     """What a refused call asked, read without acting on it: the id to echo, and the method,
     transaction id and payment code it named (each None when absent or unusable)."""

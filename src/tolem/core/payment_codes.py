@@ -29,22 +29,15 @@ class CodeShape(enum.Enum):
     MALFORMED = "malformed"
 
 
-# Each ASCII digit's Luhn value, as it stands and doubled (a doubled digit over 9 loses 9).
-_AS_IS: Final = bytes.maketrans(b"0123456789", bytes(range(10)))
-_DOUBLED: Final = bytes.maketrans(b"0123456789", bytes((0, 2, 4, 6, 8, 1, 3, 5, 7, 9)))
-
-
 def luhn_check_digit(digits: str) -> str:
-    """The digit that, appended to `digits` (ASCII digits), makes the Luhn sum divisible by ten.
-
-    Summed by table lookups in C rather than digit by digit in Python: it runs on every code a
-    gateway call brings (0.9 against 4.3 us).
-    """
-    if digits.strip("0123456789"):
+    """The digit that, appended to `digits` (ASCII digits), makes the Luhn sum divisible by ten."""
+    if digits and not (digits.isascii() and digits.isdigit()):
         raise ValueError("a Luhn sum needs ASCII digits")
+    total = 0
     # From the right: the digit next to the (future) check digit is doubled first.
-    backwards = digits.encode()[::-1]
-    total = sum(backwards[0::2].translate(_DOUBLED)) + sum(backwards[1::2].translate(_AS_IS))
+    for index, char in enumerate(reversed(digits)):
+        value = int(char) * 2 if index % 2 == 0 else int(char)
+        total += value - 9 if value > 9 else value
     return str((10 - total % 10) % 10)
 
 
