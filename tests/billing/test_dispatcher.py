@@ -131,6 +131,22 @@ class TestDelivery:
         assert await outbox.settle(pool, dead, Delivered(), give_up_seconds=3600) is None
         assert await outbox.settle(pool, taken, Delivered(), give_up_seconds=3600) == "delivered"
 
+    async def test_a_taken_over_attempt_cannot_overwrite_the_saved_reference(
+        self, pool: asyncpg.Pool, factory: Factory, service: PaymentService
+    ) -> None:
+        """A taken-over attempt is refused when it saves a receiver reference; the new one keeps its own."""
+        provider = await factory.provider()
+        _, code = await factory.account()
+        await service.pay(provider, PayCommand("1", code, 1_00))
+        [old] = await outbox.claim(pool, limit=10, lease_seconds=0.5, sink="standin")
+        await asyncio.sleep(0.6)
+        [new] = await outbox.claim(pool, limit=10, lease_seconds=30, sink="standin")
+        await outbox.save_ref(pool, new.position, new.attempt, "new-payment")
+        with pytest.raises(outbox.LeaseLost):
+            await outbox.save_ref(pool, old.position, old.attempt, "old-payment")
+        ref = await pool.fetchval("SELECT remote_ref FROM outbox_events WHERE position = $1", new.position)
+        assert ref == "new-payment"
+
     async def test_what_a_sink_saved_is_given_back_on_the_next_attempt(
         self, pool: asyncpg.Pool, factory: Factory, service: PaymentService
     ) -> None:

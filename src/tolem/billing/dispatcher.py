@@ -96,7 +96,9 @@ class Dispatcher:
             self._pool, limit=self._batch, lease_seconds=self._lease_seconds, sink=self._sink.name
         )
         if claimed:
-            await asyncio.gather(*(self._deliver(c) for c in claimed))
+            # The lease runs from the claim, so waiting for a slot spends it too.
+            deadline = asyncio.get_running_loop().time() + self._lease_seconds * 0.8
+            await asyncio.gather(*(self._deliver(c, deadline) for c in claimed))
         return len(claimed)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -113,16 +115,16 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), pause)
 
-    async def _attempt(self, claimed: outbox.Claimed) -> tuple[Outcome, bool]:
+    async def _attempt(self, claimed: outbox.Claimed, deadline: float) -> tuple[Outcome, bool]:
         """The sink's answer; a raise or an overrun counts as Retry (and as a sink failure)."""
 
         async def save(ref: str) -> None:
-            await outbox.save_ref(self._pool, claimed.position, ref)
+            await outbox.save_ref(self._pool, claimed.position, claimed.attempt, ref)
 
         progress = Progress(remote_ref=claimed.remote_ref, save=save)
         try:
             # Settled well inside the lease, so no other dispatcher takes it over meanwhile.
-            async with asyncio.timeout(self._lease_seconds * 0.8):
+            async with asyncio.timeout_at(deadline):
                 return await self._sink.deliver(claimed.event, progress), False
         except TimeoutError:
             return Retry("the sink did not answer within the lease"), True
@@ -130,10 +132,10 @@ class Dispatcher:
             _log.exception("sink_raised", event_id=str(claimed.event.id), sink=self._sink.name)
             return Retry(f"sink raised {type(exc).__name__}"), True
 
-    async def _deliver(self, claimed: outbox.Claimed) -> None:
+    async def _deliver(self, claimed: outbox.Claimed, deadline: float) -> None:
         async with self._slots:
             started = time.perf_counter()
-            outcome, failed = await self._attempt(claimed)
+            outcome, failed = await self._attempt(claimed, deadline)
             duration = time.perf_counter() - started
             sink = self._sink.name
             metrics.DELIVERY_ATTEMPTS.labels(sink, _outcome_name(outcome)).inc()

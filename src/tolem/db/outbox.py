@@ -203,9 +203,25 @@ async def settle(source: Any, claimed: Claimed, outcome: Outcome, *, give_up_sec
     return final if done == "UPDATE 1" else None
 
 
-async def save_ref(source: Any, position: int, ref: str) -> None:
-    """Stores what an attempt left at the receiver; committed at once, before it is relied on."""
-    await source.execute("UPDATE outbox_events SET remote_ref = $2 WHERE position = $1", position, ref)
+class LeaseLost(Exception):
+    """Another dispatcher took the event over; this attempt must not go on at the receiver."""
+
+
+async def save_ref(source: Any, position: int, attempt: int, ref: str) -> None:
+    """Stores what an attempt left at the receiver; committed at once, before it is relied on.
+
+    Fenced like settle: an attempt whose lease ran out and was taken over cannot overwrite the
+    newer attempt's reference, and learns so before its next call to the receiver.
+    """
+    status = await source.execute(
+        "UPDATE outbox_events SET remote_ref = $3"
+        " WHERE position = $1 AND attempts = $2 AND state = 'pending'",
+        position,
+        attempt,
+        ref,
+    )
+    if status != "UPDATE 1":
+        raise LeaseLost(f"outbox event at position {position} was taken over")
 
 
 async def list_events(source: Any, *, state: State | None = None, limit: int = 50) -> list[Listed]:
