@@ -4,10 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint fmt bench
+.PHONY: help install run test test-fast fmt bench
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ test: install  ## lint, type-check and run the whole test suite against a real P
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+test-fast: install  ## the suite without its slow runs (server subprocesses, chaos, deployment, browser): for the edit-test loop
+	$(BIN)/pytest -m "not slow and not browser"
 
 bench: install  ## benchmark tolem beside the bare reference (needs wrk; BENCH_ARGS="--peer --prior 1000000")
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -10,11 +10,12 @@ import asyncpg
 
 from tests.conftest import ROOT, Factory
 from tests.http.payme.conftest import Clock, Payme, err, ok
+from tolem.cli.sweep import sweep_once
 from tolem.core.model import PayCommand, PaymentState, Provider
 from tolem.core.service import PaymentService
 from tolem.db.store import PgStore
 from tolem.protocols.payme import codes
-from tolem.protocols.payme.sweep import sweep_once, sweep_provider
+from tolem.protocols.payme.sweep import sweep_provider
 
 TXN = "6400a8b2c3d4e5f6a7b8c9d2"
 LIMIT = timedelta(hours=12)
