@@ -3,10 +3,10 @@
 import re
 from pathlib import Path
 
+from tolem.console import i18n
+from tolem.console.panels import PAGES
 from tolem.db import reconcile as reconcile_db
 from tolem.db.operators import Action, Role
-from tolem.ops import i18n
-from tolem.ops.panels import PAGES
 
 TEMPLATES = Path(i18n.__file__).parent / "templates"
 SOURCES = Path(i18n.__file__).parent

@@ -27,6 +27,9 @@ from tests.console.conftest import (
     osmp_pay,
 )
 from tolem.app import create_app
+from tolem.console.app import build_ops_app
+from tolem.console.panels import PAGES, AccountPanel, Page
+from tolem.console.web import moment, money
 from tolem.core.model import PayCommand
 from tolem.core.payment_codes import mask
 from tolem.core.service import PaymentService
@@ -35,9 +38,6 @@ from tolem.db import providers as provider_db
 from tolem.db import reconcile as reconcile_db
 from tolem.db.store import PgStore
 from tolem.log import canonical_log_line
-from tolem.ops.app import build_ops_app
-from tolem.ops.panels import PAGES, AccountPanel, Page
-from tolem.ops.web import moment, money
 from tolem.reconcile import formats
 from tolem.settings import Settings
 

@@ -13,12 +13,9 @@ import structlog
 from aiohttp import web
 
 from tolem import metrics
-from tolem.db import operators as operator_db
-from tolem.db.pool import NO_WRITABLE_HOST
-from tolem.log import LOG_LINE
-from tolem.ops import i18n, views
-from tolem.ops.panels import ACCOUNT_PANELS, PAGES, AccountPanel, Page
-from tolem.ops.security import (
+from tolem.console import i18n, views
+from tolem.console.panels import ACCOUNT_PANELS, PAGES, AccountPanel, Page
+from tolem.console.security import (
     CSRF_FIELD,
     LANGUAGE_COOKIE,
     SESSION_COOKIE,
@@ -26,7 +23,7 @@ from tolem.ops.security import (
     csrf_ok,
     token_hash,
 )
-from tolem.ops.web import (
+from tolem.console.web import (
     FORM_TOKEN,
     LANGUAGE,
     LOGIN_CHECKS,
@@ -43,6 +40,9 @@ from tolem.ops.web import (
     pool,
     render,
 )
+from tolem.db import operators as operator_db
+from tolem.db.pool import NO_WRITABLE_HOST
+from tolem.log import LOG_LINE
 from tolem.routing import methods_elsewhere
 from tolem.settings import Settings
 
@@ -67,7 +67,7 @@ _HEADERS: Final = {
     "Referrer-Policy": "same-origin",
 }
 
-_log = structlog.get_logger("tolem.ops")
+_log = structlog.get_logger("tolem.console")
 
 
 def _protect(response: web.StreamResponse, route: str | None) -> None:
@@ -158,7 +158,7 @@ def build_ops_app(
     pages: tuple[Page, ...] = PAGES,
 ) -> web.Application:
     """The console, mounted at /ops by tolem.app; `panels` and `pages` are its extension points
-    (tolem.ops.panels)."""
+    (tolem.console.panels)."""
     # The canonical line comes from the root application's middleware (tolem.app).
     ops = web.Application(middlewares=[guard])
     ops[OPS_POOL] = pool_getter

@@ -8,18 +8,9 @@ from urllib.parse import quote
 from aiohttp import web
 
 from tolem import metrics
-from tolem.core.model import AccountStatus
-from tolem.core.payment_codes import CodeShape, classify, looks_issued, mask, normalize
-from tolem.db import accounts as account_db
-from tolem.db import console as console_db
-from tolem.db import journal as journal_db
-from tolem.db import operators as operator_db
-from tolem.db import providers as provider_db
-from tolem.db.operators import Action
-from tolem.log import LOG_LINE
-from tolem.ops import i18n
-from tolem.ops.panels import AccountPanel, Page
-from tolem.ops.security import (
+from tolem.console import i18n
+from tolem.console.panels import AccountPanel, Page
+from tolem.console.security import (
     CSRF_FIELD,
     LANGUAGE_COOKIE,
     LOGIN_THROTTLE,
@@ -34,7 +25,7 @@ from tolem.ops.security import (
     set_cookie,
     token_hash,
 )
-from tolem.ops.web import (
+from tolem.console.web import (
     FORM_TOKEN,
     LANGUAGE,
     LOGIN_CHECKS,
@@ -49,6 +40,15 @@ from tolem.ops.web import (
     safe_next,
     settings,
 )
+from tolem.core.model import AccountStatus
+from tolem.core.payment_codes import CodeShape, classify, looks_issued, mask, normalize
+from tolem.db import accounts as account_db
+from tolem.db import console as console_db
+from tolem.db import journal as journal_db
+from tolem.db import operators as operator_db
+from tolem.db import providers as provider_db
+from tolem.db.operators import Action
+from tolem.log import LOG_LINE
 from tolem.passwords import PERSON_COST, check_password
 
 # Payments per page of the account page, and journal rows shown per payment and per code.
@@ -407,7 +407,7 @@ async def add_payer(request: web.Request) -> web.StreamResponse:
 
 
 def page_view(page: Page) -> Any:
-    """The handler of a page listed in tolem.ops.panels.PAGES."""
+    """The handler of a page listed in tolem.console.panels.PAGES."""
 
     async def view(request: web.Request) -> web.StreamResponse:
         if page.role is operator_db.Role.ADMIN and operator(request).role is not operator_db.Role.ADMIN:

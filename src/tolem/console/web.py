@@ -12,10 +12,10 @@ import aiohttp_jinja2
 import asyncpg
 from aiohttp import web
 
+from tolem.console import i18n
+from tolem.console.security import CSRF_FIELD, csrf_token
 from tolem.core.money import format_amount
 from tolem.db.operators import Role, SessionOperator
-from tolem.ops import i18n
-from tolem.ops.security import CSRF_FIELD, csrf_token
 from tolem.protocols.auth import client_ip
 from tolem.settings import Settings
 
