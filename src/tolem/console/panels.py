@@ -25,7 +25,7 @@ class AccountPanel:
     """A section of the account page, below the payments and above the operator actions."""
 
     name: str
-    # Message key of the section's heading (tolem.console.i18n).
+    # Message key of the section's heading (tolem.console.messages).
     title: str
     # Template under console/templates/, rendered with `data` (what `load` returned) and `t`.
     template: str
@@ -107,7 +107,7 @@ async def _discrepancies(conn: asyncpg.Connection, _settings: Settings) -> Mappi
 # the account page: one AccountPanel whose `load` reads the account's events and attempts,
 # e.g. AccountPanel("outbox", "panel_outbox", "panels/outbox.html", outbox_panel).
 #
-# Add the title keys to all three tables in tolem.console.i18n (a test checks that they match).
+# Add the title keys to all three tables in tolem.console.messages (a test checks that they match).
 # ----------------------------------------------------------------------------------------------
 
 ACCOUNT_PANELS: Final[tuple[AccountPanel, ...]] = ()
