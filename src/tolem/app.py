@@ -301,7 +301,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> web.A
 
         app.add_subapp(PREFIX, build_admin_app(settings, lambda: app[POOL]))
     if settings.ops_console:
-        from tolem.ops.app import build_ops_app  # noqa: PLC0415 - templates load only when served
+        from tolem.console.app import build_ops_app  # noqa: PLC0415 - templates load only when served
 
         app.add_subapp("/ops", build_ops_app(settings, lambda: app[POOL]))
     return app

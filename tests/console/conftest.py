@@ -1,6 +1,7 @@
 """The operator console through a real app and database: an operator's browser as a client
 that keeps cookies, reads each page's CSRF token and posts forms the way the pages do."""
 
+import html
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from tolem.passwords import hash_password
 from tolem.settings import Settings
 
 ClientMaker = Callable[..., Awaitable[TestClient[Any, Any]]]
+# An account's id and its first payment code.
+Customer = tuple[int, str]
 
 ADMIN: Final = "anna"
 SUPPORT: Final = "bolot"
@@ -43,6 +46,12 @@ class Page:
         match = _CSRF_RE.search(self.text)
         assert match is not None, "no form with a CSRF token on this page"
         return match.group(1)
+
+
+def text_of(page_html: str) -> str:
+    """A page's visible text, roughly: tags dropped, entities decoded, spaces squeezed."""
+    without_tags = re.sub(r"<[^>]+>", " ", page_html)
+    return " ".join(html.unescape(without_tags).split())
 
 
 async def as_page(response: ClientResponse) -> Page:
@@ -162,7 +171,7 @@ async def osmp_check(
 
 
 @pytest.fixture
-async def customer(factory: Factory) -> tuple[int, str]:
+async def customer(factory: Factory) -> Customer:
     """An account (id, first payment code) with a service, and an OSMP provider 'kiosk'."""
     await factory.provider("kiosk")
     return await factory.account(name="Asanov Asan", email="asan@example.kg", services=["asan.kg"])

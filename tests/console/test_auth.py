@@ -20,9 +20,9 @@ from tests.console.conftest import (
     add_operator,
 )
 from tolem.app import create_app
+from tolem.console.security import LOGIN_THROTTLE, PRE_LOGIN_COOKIE, SESSION_COOKIE
 from tolem.db import operators as operator_db
 from tolem.db.operators import Role
-from tolem.ops.security import LOGIN_THROTTLE, PRE_LOGIN_COOKIE, SESSION_COOKIE
 from tolem.settings import Settings
 
 

@@ -1,12 +1,14 @@
-"""The console's three languages say the same things: no key missing in any, none unused."""
+"""The console's three languages say the same things: no key missing in any, none unused; and
+an operator reads the pages in the one chosen, or the browser's."""
 
 import re
 from pathlib import Path
 
+from tests.console.conftest import Console
+from tolem.console import i18n
+from tolem.console.panels import PAGES
 from tolem.db import reconcile as reconcile_db
 from tolem.db.operators import Action, Role
-from tolem.ops import i18n
-from tolem.ops.panels import PAGES
 
 TEMPLATES = Path(i18n.__file__).parent / "templates"
 SOURCES = Path(i18n.__file__).parent
@@ -61,3 +63,29 @@ def test_negotiation() -> None:
     assert i18n.negotiate("de, EN-us;q=0.5") == "en"
     assert i18n.negotiate("") == "ru"
     assert i18n.known("ky") == "ky" and i18n.known("kz") is None
+
+
+class TestLanguages:
+    async def test_switching_language_keeps_the_page(self, support: Console) -> None:
+        """The language links switch the whole page and come back to where the operator was."""
+        answer = await support.get("/ops/lang/en?next=%2Fops%2Fproviders", follow=False)
+        assert answer.status == 303 and answer.headers["Location"] == "/ops/providers"
+        english = await support.get("/ops/providers")
+        assert '<html lang="en">' in english.text and ">Providers<" in english.text
+        await support.get("/ops/lang/ky?next=%2Fops%2F")
+        kyrgyz = await support.get("/ops/")
+        assert '<html lang="ky">' in kyrgyz.text and "Издөө" in kyrgyz.text
+        assert kyrgyz.headers["Content-Language"] == "ky"
+
+    async def test_browser_language_is_the_default(self, console: Console) -> None:
+        """Without a choice made, the browser's preferred language is used (Russian if none fits)."""
+        english = await console.get("/ops/login", headers={"Accept-Language": "en-GB,en;q=0.9"})
+        assert '<html lang="en">' in english.text and "Log in" in english.text
+        other = await console.get("/ops/login", headers={"Accept-Language": "de-DE"})
+        assert '<html lang="ru">' in other.text
+
+    async def test_unknown_language_and_foreign_next(self, support: Console) -> None:
+        """An unknown language is a 404; a `next` outside the console goes home."""
+        assert (await support.get("/ops/lang/fr")).status == 404
+        answer = await support.get("/ops/lang/en?next=https://evil.example/", follow=False)
+        assert answer.headers["Location"] == "/ops/"

@@ -1,1 +1,1 @@
-"""The operator console: server-rendered pages under /ops/ for support and accounting."""
+"""Health and metrics endpoints."""

@@ -12,10 +12,10 @@ import aiohttp_jinja2
 import asyncpg
 from aiohttp import web
 
+from tolem.console import i18n
+from tolem.console.security import CSRF_FIELD, csrf_token
 from tolem.core.money import format_amount
 from tolem.db.operators import Role, SessionOperator
-from tolem.ops import i18n
-from tolem.ops.security import CSRF_FIELD, csrf_token
 from tolem.protocols.auth import client_ip
 from tolem.settings import Settings
 
@@ -29,6 +29,9 @@ OPERATOR: Final = web.RequestKey("ops_operator", SessionOperator)
 # The token of the cookie the request came with (session, or pre-login on the login form).
 FORM_TOKEN: Final = web.RequestKey("ops_form_token", str)
 LANGUAGE: Final = web.RequestKey("ops_language", str)
+
+# Journal rows shown per payment and per payment code, and for a transaction id searched.
+CALLS_SHOWN: Final = 20
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Between groups of thousands: narrow, and never a line break inside an amount.
@@ -64,6 +67,11 @@ def remote_addr(request: web.Request) -> str | None:
     """The caller's address as text, X-Forwarded-For only from trusted proxies."""
     address = client_ip(request, settings(request).trusted_proxies)
     return None if address is None else str(address)
+
+
+def redirect(location: str) -> web.Response:
+    """303 See Other: after a POST the browser fetches the page anew with GET."""
+    return web.Response(status=303, headers={"Location": location})
 
 
 def admin_only(handler: Handler) -> Handler:

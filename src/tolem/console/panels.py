@@ -1,7 +1,7 @@
 """Where the console grows: sections of the account page and pages of their own.
 
 Another part of tolem shows its data in the console by adding one entry here and one template
-under ops/templates/panels/; nothing else in the console changes. Every panel and page is
+under console/templates/panels/; nothing else in the console changes. Every panel and page is
 read-only and sees only a database connection, so it cannot skip the login, the CSRF check
 or the record of actions, which live in the console's middleware and handlers.
 """
@@ -25,9 +25,9 @@ class AccountPanel:
     """A section of the account page, below the payments and above the operator actions."""
 
     name: str
-    # Message key of the section's heading (tolem.ops.i18n).
+    # Message key of the section's heading (tolem.console.messages).
     title: str
-    # Template under ops/templates/, rendered with `data` (what `load` returned) and `t`.
+    # Template under console/templates/, rendered with `data` (what `load` returned) and `t`.
     template: str
     load: Callable[[asyncpg.Connection, AccountView, Settings], Awaitable[Mapping[str, Any]]]
 
@@ -107,7 +107,7 @@ async def _discrepancies(conn: asyncpg.Connection, _settings: Settings) -> Mappi
 # the account page: one AccountPanel whose `load` reads the account's events and attempts,
 # e.g. AccountPanel("outbox", "panel_outbox", "panels/outbox.html", outbox_panel).
 #
-# Add the title keys to all three tables in tolem.ops.i18n (a test checks that they match).
+# Add the title keys to all three tables in tolem.console.messages (a test checks that they match).
 # ----------------------------------------------------------------------------------------------
 
 ACCOUNT_PANELS: Final[tuple[AccountPanel, ...]] = ()

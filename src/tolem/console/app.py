@@ -13,12 +13,10 @@ import structlog
 from aiohttp import web
 
 from tolem import metrics
-from tolem.db import operators as operator_db
-from tolem.db.pool import NO_WRITABLE_HOST
-from tolem.log import LOG_LINE
-from tolem.ops import i18n, views
-from tolem.ops.panels import ACCOUNT_PANELS, PAGES, AccountPanel, Page
-from tolem.ops.security import (
+from tolem.console import account, auth, i18n, search
+from tolem.console.pages import page_view
+from tolem.console.panels import ACCOUNT_PANELS, PAGES, AccountPanel, Page
+from tolem.console.security import (
     CSRF_FIELD,
     LANGUAGE_COOKIE,
     SESSION_COOKIE,
@@ -26,7 +24,7 @@ from tolem.ops.security import (
     csrf_ok,
     token_hash,
 )
-from tolem.ops.web import (
+from tolem.console.web import (
     FORM_TOKEN,
     LANGUAGE,
     LOGIN_CHECKS,
@@ -41,8 +39,12 @@ from tolem.ops.web import (
     moment,
     money,
     pool,
+    redirect,
     render,
 )
+from tolem.db import operators as operator_db
+from tolem.db.pool import NO_WRITABLE_HOST
+from tolem.log import LOG_LINE
 from tolem.routing import methods_elsewhere
 from tolem.settings import Settings
 
@@ -67,7 +69,7 @@ _HEADERS: Final = {
     "Referrer-Policy": "same-origin",
 }
 
-_log = structlog.get_logger("tolem.ops")
+_log = structlog.get_logger("tolem.console")
 
 
 def _protect(response: web.StreamResponse, route: str | None) -> None:
@@ -95,7 +97,7 @@ async def _admit(request: web.Request, handler: Handler, route: str | None) -> w
     """Public routes pass; every other one needs a live session, and a POST its CSRF token."""
     if request.path == PREFIX:
         # The cookies' path is /ops/, so a browser sends none of them to /ops itself.
-        return views.redirect(f"{PREFIX}/")
+        return redirect(f"{PREFIX}/")
     if route in _PUBLIC:
         return await handler(request)
     token = request.cookies.get(SESSION_COOKIE)
@@ -104,7 +106,7 @@ async def _admit(request: web.Request, handler: Handler, route: str | None) -> w
         found = await operator_db.session_operator(pool(request), token_hash(token), idle=SESSION_IDLE)
     if found is None or token is None:
         if request.method in ("GET", "HEAD"):
-            return views.login_redirect(request)
+            return auth.login_redirect(request)
         raise PageError(401, "error_session")
     request[OPERATOR] = found
     request[FORM_TOKEN] = token
@@ -158,13 +160,13 @@ def build_ops_app(
     pages: tuple[Page, ...] = PAGES,
 ) -> web.Application:
     """The console, mounted at /ops by tolem.app; `panels` and `pages` are its extension points
-    (tolem.ops.panels)."""
+    (tolem.console.panels)."""
     # The canonical line comes from the root application's middleware (tolem.app).
     ops = web.Application(middlewares=[guard])
     ops[OPS_POOL] = pool_getter
     ops[OPS_SETTINGS] = settings
     ops[LOGIN_CHECKS] = asyncio.Semaphore(_LOGIN_CHECKS_AT_ONCE)
-    ops[views.ACCOUNT_PANELS_KEY] = panels
+    ops[account.ACCOUNT_PANELS_KEY] = panels
     ops[NAVIGATION] = tuple(NavItem(f"{PREFIX}/{p.name}", p.title) for p in pages)
     zone = settings.timezone
 
@@ -179,18 +181,18 @@ def build_ops_app(
         undefined=jinja2.StrictUndefined,
         filters=filters,
     )
-    ops.router.add_get("/", views.home, name="home")
-    ops.router.add_get("/login", views.login_form, name="login_form")
-    ops.router.add_post("/login", views.login, name="login")
-    ops.router.add_post("/logout", views.logout, name="logout")
-    ops.router.add_get("/lang/{code}", views.language, name="language")
-    ops.router.add_get("/search", views.search, name="search")
-    ops.router.add_get(r"/accounts/{account_id:\d{1,19}}", views.account, name="account")
-    ops.router.add_post(r"/accounts/{account_id:\d{1,19}}/block", views.block, name="block")
-    ops.router.add_post(r"/accounts/{account_id:\d{1,19}}/unblock", views.unblock, name="unblock")
-    ops.router.add_post(r"/accounts/{account_id:\d{1,19}}/payers", views.add_payer, name="add_payer")
+    ops.router.add_get("/", search.home, name="home")
+    ops.router.add_get("/login", auth.login_form, name="login_form")
+    ops.router.add_post("/login", auth.login, name="login")
+    ops.router.add_post("/logout", auth.logout, name="logout")
+    ops.router.add_get("/lang/{code}", auth.language, name="language")
+    ops.router.add_get("/search", search.search, name="search")
+    ops.router.add_get(r"/accounts/{account_id:\d{1,19}}", account.account, name="account")
+    ops.router.add_post(r"/accounts/{account_id:\d{1,19}}/block", account.block, name="block")
+    ops.router.add_post(r"/accounts/{account_id:\d{1,19}}/unblock", account.unblock, name="unblock")
+    ops.router.add_post(r"/accounts/{account_id:\d{1,19}}/payers", account.add_payer, name="add_payer")
     for page in pages:
-        ops.router.add_get(f"/{page.name}", views.page_view(page), name=f"page_{page.name}")
+        ops.router.add_get(f"/{page.name}", page_view(page), name=f"page_{page.name}")
     ops.router.add_static("/static/", _HERE / "static", name="static")
     ops.router.add_route("*", "/{tail:.*}", _not_found, name="not_found")
     return ops

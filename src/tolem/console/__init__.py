@@ -1,0 +1,1 @@
+"""The operator console: server-rendered pages under /ops/ for support and accounting."""
