@@ -25,9 +25,9 @@ from tolem.cli import (
     sweep,
 )
 from tolem.cli.common import Command, DatabaseUnreachable, Parser, Register, UsageError
-from tolem.database import resolve_database
 from tolem.db import migrate as migrate_db
 from tolem.db.embedded import EmbeddedUnavailable
+from tolem.db.location import resolve_database
 from tolem.log import configure_logging
 from tolem.settings import Settings
 

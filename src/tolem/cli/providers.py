@@ -25,7 +25,7 @@ from tolem.core.model import Provider
 from tolem.core.money import format_amount
 from tolem.db import providers as provider_db
 from tolem.db.ledger import CurrencyMismatch
-from tolem.passwords import hash_password
+from tolem.protocols.passwords import hash_password
 from tolem.settings import Settings
 
 PROTOCOLS: Final = ("osmp", "payme", "click")

@@ -49,7 +49,7 @@ from tolem.ops.web import (
     safe_next,
     settings,
 )
-from tolem.passwords import PERSON_COST, check_password
+from tolem.protocols.passwords import PERSON_COST, check_password
 
 # Payments per page of the account page, and journal rows shown per payment and per code.
 PAYMENTS_PER_PAGE: Final = 20
