@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import date, datetime
@@ -12,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
+from tolem.core.model import is_email
 from tolem.core.money import AmountError, parse_amount
 from tolem.core.payment_codes import CodeShape, classify, normalize
 from tolem.db import migrate as migrate_db
@@ -19,7 +19,6 @@ from tolem.db.ledger import CurrencyMismatch
 from tolem.db.pool import NO_WRITABLE_HOST, connect_options, dsn_target
 from tolem.settings import Settings
 
-EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+")
 MAX_NAME: Final = 200
 MAX_SERVICE: Final = 253
 
@@ -113,7 +112,7 @@ def text(value: str, what: str, limit: int) -> str:
 def email(value: str) -> str:
     """An email address, stripped."""
     value = value.strip()
-    if len(value) > 254 or not EMAIL_RE.fullmatch(value):
+    if not is_email(value):
         raise UsageError(f"not an email address: {value!r}")
     return value
 

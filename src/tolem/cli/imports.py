@@ -16,7 +16,6 @@ from typing import Final
 import asyncpg
 
 from tolem.cli.common import (
-    EMAIL_RE,
     MAX_NAME,
     MAX_SERVICE,
     Commands,
@@ -26,7 +25,7 @@ from tolem.cli.common import (
     currency_mismatch,
     emit,
 )
-from tolem.core.model import AccountStatus
+from tolem.core.model import AccountStatus, is_email
 from tolem.core.payment_codes import CodeShape, classify, normalize
 from tolem.db import accounts as account_db
 from tolem.db.ledger import CurrencyMismatch, require_currency
@@ -91,7 +90,7 @@ def _parse_row(header: list[str], fields: list[str]) -> ImportRow:
     if classify(code) is CodeShape.MALFORMED:
         raise Refused("malformed payment code")
     email = values["email"]
-    if len(email) > 254 or not EMAIL_RE.fullmatch(email):
+    if not is_email(email):
         raise Refused("bad email")
     name = values["name"]
     if len(name) > MAX_NAME or not name.isprintable():

@@ -1,9 +1,15 @@
 """Domain values passed between adapters, the service and the store. No I/O here."""
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Network, IPv6Network
+from typing import Final
+
+# The longest address SMTP can carry (RFC 5321's path limit less its angle brackets).
+MAX_EMAIL: Final = 254
+_EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+")
 
 
 class PaymentState(enum.StrEnum):
@@ -20,6 +26,11 @@ class AccountStatus(enum.StrEnum):
 
     ACTIVE = "active"  # accepts payments
     BLOCKED = "blocked"  # refuses new payments; repeats of earlier ones still replay
+
+
+def is_email(text: str) -> bool:
+    """Whether `text` (already stripped) is taken as an account's email address."""
+    return len(text) <= MAX_EMAIL and _EMAIL_RE.fullmatch(text) is not None
 
 
 class WireProtocol(enum.StrEnum):
