@@ -11,15 +11,16 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from tolem.core.errors import MalformedCode
 from tolem.core.model import MAX_EMAIL, is_email
-from tolem.core.payment_codes import MAX_CODE_LENGTH, CodeShape, classify, normalize
+from tolem.core.payment_codes import MAX_CODE_LENGTH, validate_code
 
 
 def _code(value: str) -> str:
-    code = normalize(value)
-    if classify(code) is CodeShape.MALFORMED:
-        raise ValueError("malformed payment code")
-    return code
+    try:
+        return validate_code(value)
+    except MalformedCode as exc:
+        raise ValueError("malformed payment code") from exc
 
 
 def _email(value: str) -> str:

@@ -11,9 +11,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
+from tolem.core.errors import MalformedCode
 from tolem.core.model import is_email
 from tolem.core.money import AmountError, parse_amount
-from tolem.core.payment_codes import CodeShape, classify, normalize
+from tolem.core.payment_codes import validate_code
 from tolem.db import migrate as migrate_db
 from tolem.db.ledger import CurrencyMismatch
 from tolem.db.pool import NO_WRITABLE_HOST, connect_options, dsn_target
@@ -119,10 +120,10 @@ def email(value: str) -> str:
 
 def code(value: str) -> str:
     """A payment code as typed, spaces removed; refused when malformed."""
-    normalized = normalize(value)
-    if classify(normalized) is CodeShape.MALFORMED:
-        raise UsageError(f"malformed payment code: {value!r}")
-    return normalized
+    try:
+        return validate_code(value)
+    except MalformedCode as exc:
+        raise UsageError(f"malformed payment code: {value!r}") from exc
 
 
 def networks(values: list[str] | None) -> list[str]:

@@ -25,8 +25,9 @@ from tolem.cli.common import (
     currency_mismatch,
     emit,
 )
+from tolem.core.errors import MalformedCode
 from tolem.core.model import AccountStatus, is_email
-from tolem.core.payment_codes import CodeShape, classify, normalize
+from tolem.core.payment_codes import validate_code
 from tolem.db import accounts as account_db
 from tolem.db.ledger import CurrencyMismatch, require_currency
 from tolem.settings import Settings
@@ -86,9 +87,10 @@ def _parse_row(header: list[str], fields: list[str]) -> ImportRow:
     for name in _REQUIRED:
         if not values[name]:
             raise Refused(f"{name} is required")
-    code = normalize(values["payment_code"])
-    if classify(code) is CodeShape.MALFORMED:
-        raise Refused("malformed payment code")
+    try:
+        code = validate_code(values["payment_code"])
+    except MalformedCode as exc:
+        raise Refused("malformed payment code") from exc
     email = values["email"]
     if not is_email(email):
         raise Refused("bad email")
