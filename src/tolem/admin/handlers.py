@@ -1,8 +1,6 @@
 """Admin handlers for support: account lookup and care, providers, the journal."""
 
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
 from pydantic import BaseModel
@@ -12,6 +10,7 @@ from tolem.admin.call import Call
 from tolem.admin.errors import ApiError
 from tolem.core.model import AccountStatus
 from tolem.core.money import format_amount
+from tolem.core.times import in_zone
 from tolem.db import accounts as account_db
 from tolem.db import journal as journal_db
 from tolem.db import providers as provider_db
@@ -77,12 +76,6 @@ def _provider(provider: Any) -> m.Provider:
         currency=provider.currency,
         timezone=provider.timezone,
     )
-
-
-def _in_zone(value: datetime | None, zone: str) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=ZoneInfo(zone))
 
 
 def _account_id(call: Call) -> int:
@@ -206,8 +199,8 @@ async def journal(call: Call) -> BaseModel:
         provider=query.provider,
         txn=query.txn,
         code=query.code,
-        since=_in_zone(query.since, zone),
-        until=_in_zone(query.until, zone),
+        since=None if query.since is None else in_zone(query.since, zone),
+        until=None if query.until is None else in_zone(query.until, zone),
         before_id=query.before,
     )
     rows = await journal_db.search(call.pool, where, limit=query.limit + 1)

@@ -5,7 +5,6 @@ Their rows are in tolem.admin.routes, which the API serves and documents like ev
 
 from datetime import date, datetime
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -13,6 +12,7 @@ from tolem.admin import models as m
 from tolem.admin.call import Call
 from tolem.admin.errors import ApiError
 from tolem.core.money import format_amount
+from tolem.core.times import in_zone
 from tolem.db import providers as provider_db
 from tolem.db import reconcile as reconcile_db
 from tolem.db import reports as reports_db
@@ -168,12 +168,6 @@ async def _known_provider(call: Call, name: str | None) -> str | None:
     return zone or call.settings.timezone
 
 
-def _aware(value: datetime | None, zone: str) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=ZoneInfo(zone))
-
-
 async def payments(call: Call) -> BaseModel:
     """Payments by provider, transaction id, code, state and business time."""
     query: PaymentListQuery = call.query
@@ -183,8 +177,8 @@ async def payments(call: Call) -> BaseModel:
         txn=query.txn,
         code=query.code,
         state=query.state,
-        since=_aware(query.since, zone),
-        until=_aware(query.until, zone),
+        since=None if query.since is None else in_zone(query.since, zone),
+        until=None if query.until is None else in_zone(query.until, zone),
         before_id=query.before,
     )
     rows = await reports_db.list_payments(call.pool, where, limit=query.limit + 1)

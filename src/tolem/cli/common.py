@@ -15,6 +15,7 @@ from tolem.core.errors import MalformedCode
 from tolem.core.model import is_email
 from tolem.core.money import AmountError, parse_amount
 from tolem.core.payment_codes import validate_code
+from tolem.core.times import parse_moment
 from tolem.db import migrate as migrate_db
 from tolem.db.ledger import CurrencyMismatch
 from tolem.db.pool import NO_WRITABLE_HOST, connect_options, dsn_target
@@ -162,8 +163,6 @@ def zone(value: str | None) -> str | None:
 
 def moment(value: str | None, settings: Settings) -> datetime | None:
     """An ISO date or date-time typed by an operator, in the deployment's zone unless given."""
-    from tolem.journal import parse_moment  # noqa: PLC0415 - keeps aiohttp out of other commands
-
     if value is None:
         return None
     try:
