@@ -1,14 +1,12 @@
 """Admin handlers for support: account lookup and care, providers, the journal."""
 
-from typing import Any
-
 import asyncpg
 from pydantic import BaseModel
 
 from tolem.admin import models as m
 from tolem.admin.call import Call
 from tolem.admin.errors import ApiError
-from tolem.core.model import AccountStatus
+from tolem.core.model import AccountStatus, shown_settings
 from tolem.core.money import format_amount
 from tolem.core.times import in_zone
 from tolem.db import accounts as account_db
@@ -57,24 +55,6 @@ def _account(view: account_db.AccountView) -> m.Account:
         services=view.services,
         latest_payments=[_payment(p) for p in view.payments],
         external_ref=view.external_ref,
-    )
-
-
-def _provider(provider: Any) -> m.Provider:
-    return m.Provider(
-        name=provider.name,
-        protocol=str(provider.protocol),
-        enabled=provider.enabled,
-        gateway=f"/gw/{provider.name}",
-        allow_ips=[str(n) for n in provider.allow_ips],
-        login=provider.login,
-        has_password=provider.password_hash is not None,
-        has_secret=provider.secret is not None,
-        service_id=provider.service_id,
-        min_amount=None if provider.min_amount_minor is None else format_amount(provider.min_amount_minor),
-        max_amount=None if provider.max_amount_minor is None else format_amount(provider.max_amount_minor),
-        currency=provider.currency,
-        timezone=provider.timezone,
     )
 
 
@@ -188,7 +168,7 @@ async def providers(call: Call) -> BaseModel:
     """Every provider, secrets only as present or absent."""
     async with call.pool.acquire() as conn:
         found = await provider_db.load_all(conn)
-    return m.ProviderList(providers=[_provider(p) for p in found.values()])
+    return m.ProviderList(providers=[m.Provider(**shown_settings(p)) for p in found.values()])
 
 
 async def journal(call: Call) -> BaseModel:
