@@ -161,6 +161,11 @@ def zone(value: str | None) -> str | None:
     return value
 
 
+def local_time(value: datetime, zone: ZoneInfo) -> str:
+    """A stored time as command output shows it: `2026-11-25 14:30:00+0600`, in `zone`."""
+    return f"{value.astimezone(zone):%Y-%m-%d %H:%M:%S%z}"
+
+
 def moment(value: str | None, settings: Settings) -> datetime | None:
     """An ISO date or date-time typed by an operator, in the deployment's zone unless given."""
     if value is None:
