@@ -28,7 +28,7 @@ from tolem.db import console as console_db
 from tolem.db import journal as journal_db
 from tolem.db import operators as operator_db
 from tolem.db.operators import Role
-from tolem.passwords import hash_password
+from tolem.protocols.passwords import hash_password
 
 ZONE = "Asia/Bishkek"
 

@@ -23,7 +23,7 @@ from tolem.db import accounts as account_db
 from tolem.db import providers as provider_db
 from tolem.db.embedded import Cluster, ensure_cluster, find_bin_dir, stop_cluster
 from tolem.db.migrate import migrate
-from tolem.passwords import hash_password
+from tolem.protocols.passwords import hash_password
 
 # Durable commits, as production runs: the figures must mean something for a payment system.
 CLUSTER_OPTIONS = ("-c", "max_connections=200", "-c", "shared_buffers=256MB")

@@ -27,7 +27,7 @@ from tolem.db import accounts as account_db
 from tolem.db import operators as operator_db
 from tolem.db import providers as provider_db
 from tolem.db.operators import Role
-from tolem.passwords import hash_password
+from tolem.protocols.passwords import hash_password
 
 # Debian's package; Playwright's own browser download is never used (and cannot be, offline).
 CHROMIUM_CANDIDATES: Final = ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
@@ -44,7 +44,7 @@ CHROMIUM_ARGS: Final = (
     "--disable-dev-shm-usage",
 )
 DEMO_PASSWORD: Final = "demo password 2026"  # noqa: S105 - the throwaway demo operators'
-# Demo and test operators hash cheaply; the CLI stores the people's cost (tolem.passwords).
+# Demo and test operators hash cheaply; the CLI stores the people's cost (tolem.protocols.passwords).
 DEMO_COST: Final = (2**10, 8, 1)
 
 

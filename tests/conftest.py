@@ -29,7 +29,7 @@ from tolem.db.audit import Violation, audit
 from tolem.db.embedded import ensure_cluster, stop_cluster
 from tolem.db.migrate import migrate
 from tolem.db.store import PgStore
-from tolem.passwords import hash_password
+from tolem.protocols.passwords import hash_password
 from tolem.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

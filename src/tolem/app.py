@@ -297,7 +297,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> web.A
     app.router.add_route("POST", "/gw/{provider}", gateway)
     if settings.admin_token is not None:
         # Unset token: nothing is mounted, so /admin/... is an ordinary 404.
-        from tolem.admin.api import PREFIX, build_admin_app  # noqa: PLC0415 - only when enabled
+        from tolem.admin.api import build_admin_app  # noqa: PLC0415 - only when enabled
+        from tolem.admin.routes import PREFIX  # noqa: PLC0415 - likewise
 
         app.add_subapp(PREFIX, build_admin_app(settings, lambda: app[POOL]))
     if settings.ops_console:

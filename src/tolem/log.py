@@ -13,6 +13,8 @@ import orjson
 import structlog
 from aiohttp import web
 
+from tolem.settings import Settings
+
 
 class LogLine(TypedDict, total=False):
     """What handlers add to their request's canonical line. Nothing secret goes in: codes are
@@ -103,6 +105,16 @@ def configure_logging(
             cache_logger_on_first_use=True,
         )
     _route_standard_logging(shared, stream, json=json, level=max(numeric, logging.WARNING))
+
+
+def configure_logging_for(settings: Settings, *, to_stderr: bool = False) -> None:
+    """configure_logging as TOLEM_LOG_FORMAT and TOLEM_LOG_LEVEL say; no format: JSON unless a
+    terminal reads the output."""
+    configure_logging(
+        json=None if settings.log_format is None else settings.log_format == "json",
+        level=settings.log_level,
+        to_stderr=to_stderr,
+    )
 
 
 def _route_standard_logging(shared: list[Any], stream: IO[str], *, json: bool, level: int) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from tests.cli.conftest import Cli
 from tests.cli.test_cli import count, one_error_line
-from tolem.passwords import verify_password
+from tolem.protocols.passwords import verify_password
 
 
 async def _stored(pool: asyncpg.Pool, name: str) -> asyncpg.Record:

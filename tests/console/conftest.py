@@ -16,7 +16,7 @@ from tests.conftest import Factory
 from tolem.app import JOURNAL, create_app
 from tolem.db import operators as operator_db
 from tolem.db.operators import Role
-from tolem.passwords import hash_password
+from tolem.protocols.passwords import hash_password
 from tolem.settings import Settings
 
 ClientMaker = Callable[..., Awaitable[TestClient[Any, Any]]]

@@ -27,7 +27,7 @@ from tolem.db import accounts as account_db
 from tolem.db import operators as operator_db
 from tolem.db import providers as provider_db
 from tolem.db.operators import Role
-from tolem.passwords import hash_password
+from tolem.protocols.passwords import hash_password
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 from tests.cli.conftest import Cli, Run, _reset_logging, cli
-from tolem.passwords import PERSON_COST, check_password
+from tolem.protocols.passwords import PERSON_COST, check_password
 
 __all__ = ["_reset_logging", "cli"]
 

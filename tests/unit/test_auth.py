@@ -9,9 +9,9 @@ from aiohttp.test_utils import make_mocked_request
 
 from tests.conftest import provider_value
 from tolem.core.model import Provider, WireProtocol
-from tolem.passwords import hash_password, remembered, verify_password
 from tolem.protocols import auth
 from tolem.protocols.auth import basic_credentials, client_ip, ip_allowed, password_ok
+from tolem.protocols.passwords import hash_password, remembered, verify_password
 
 
 def provider(**kw: object) -> Provider:

@@ -1,14 +1,13 @@
 """Admin routes the billing calls: accounts and payers bound by its own ids, and the event feed.
 
-Registered by tolem.admin.api (its `routes()`), which serves and documents them like its own.
+Their rows are in tolem.admin.routes, which the API serves and documents like every other.
 """
-
-from typing import Final
 
 from pydantic import BaseModel
 
 from tolem.admin import models as m
-from tolem.admin.api import Answer, ApiError, Call, Route
+from tolem.admin.call import Answer, Call
+from tolem.admin.errors import ApiError
 from tolem.core.money import format_amount
 from tolem.db import accounts as account_db
 from tolem.db import binding
@@ -91,18 +90,3 @@ async def events(call: Call) -> BaseModel:
         for e in found
     ]
     return m.EventPage(items=items, next_after=cursor)
-
-
-_REF: Final = r"{ref:[^/]+}"
-_PAYER_REF: Final = r"{payer_ref:[^/]+}"
-
-ROUTES: Final = (
-    Route("PUT", f"/accounts/by-ref/{_REF}", "bind_account",
-          "Create or update the account of a billing client id", bind_account, m.AccountBound,
-          body=m.AccountBind, errors=(400, 401, 409), also=(201,)),
-    Route("PUT", f"/accounts/by-ref/{_REF}/payers/{_PAYER_REF}", "bind_payer",
-          "Create a billing payer's payment code once; the same code on every repeat", bind_payer,
-          m.PayerBound, body=m.PayerBind, errors=(400, 401, 404, 409), also=(201,)),
-    Route("GET", "/events", "events", "Credits, reversals and voids in feed order, paged by cursor",
-          events, m.EventPage, query=m.EventsQuery, errors=(400, 401)),
-)  # fmt: skip

@@ -5,28 +5,27 @@ silently ignored filter. Amounts go out twice: integer minor units for programs 
 string for people; nothing here is a float.
 """
 
-import re
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from tolem.core.payment_codes import MAX_CODE_LENGTH, CodeShape, classify, normalize
-
-_EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+")
+from tolem.core.errors import MalformedCode
+from tolem.core.model import MAX_EMAIL, is_email
+from tolem.core.payment_codes import MAX_CODE_LENGTH, validate_code
 
 
 def _code(value: str) -> str:
-    code = normalize(value)
-    if classify(code) is CodeShape.MALFORMED:
-        raise ValueError("malformed payment code")
-    return code
+    try:
+        return validate_code(value)
+    except MalformedCode as exc:
+        raise ValueError("malformed payment code") from exc
 
 
 def _email(value: str) -> str:
     value = value.strip()
-    if not _EMAIL_RE.fullmatch(value):
+    if not is_email(value):
         raise ValueError("not an email address")
     return value
 
@@ -39,7 +38,7 @@ def _printable(value: str) -> str:
 
 
 PaymentCode = Annotated[str, Field(max_length=MAX_CODE_LENGTH + 16), AfterValidator(_code)]
-Email = Annotated[str, Field(max_length=254), AfterValidator(_email)]
+Email = Annotated[str, Field(max_length=MAX_EMAIL), AfterValidator(_email)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_printable)]
 Service = Annotated[str, Field(min_length=1, max_length=253), AfterValidator(_printable)]
 BillingRef = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_printable)]

@@ -1,17 +1,19 @@
 """Admin routes for the accountant: the payments list, daily totals, open discrepancies.
 
-Registered by tolem.admin.api (its `routes()`), which serves and documents them like its own.
+Their rows are in tolem.admin.routes, which the API serves and documents like every other.
 """
 
 from datetime import date, datetime
-from typing import Final, Literal
-from zoneinfo import ZoneInfo
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tolem.admin import models as m
-from tolem.admin.api import ApiError, Call, Route
+from tolem.admin.call import Call
+from tolem.admin.errors import ApiError
 from tolem.core.money import format_amount
+from tolem.core.times import in_zone
+from tolem.db import providers as provider_db
 from tolem.db import reconcile as reconcile_db
 from tolem.db import reports as reports_db
 
@@ -159,16 +161,11 @@ async def _known_provider(call: Call, name: str | None) -> str | None:
     if name is None:
         return None
     async with call.pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT timezone FROM providers WHERE name = $1", name)
-    if row is None:
-        raise ApiError(404, "not_found", f"no provider named {name!r}", "provider")
-    return row["timezone"] or call.settings.timezone
-
-
-def _aware(value: datetime | None, zone: str) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=ZoneInfo(zone))
+        try:
+            zone = await provider_db.timezone_of(conn, name)
+        except provider_db.ProviderNotFound as exc:
+            raise ApiError(404, "not_found", f"no provider named {name!r}", "provider") from exc
+    return zone or call.settings.timezone
 
 
 async def payments(call: Call) -> BaseModel:
@@ -180,8 +177,8 @@ async def payments(call: Call) -> BaseModel:
         txn=query.txn,
         code=query.code,
         state=query.state,
-        since=_aware(query.since, zone),
-        until=_aware(query.until, zone),
+        since=None if query.since is None else in_zone(query.since, zone),
+        until=None if query.until is None else in_zone(query.until, zone),
         before_id=query.before,
     )
     rows = await reports_db.list_payments(call.pool, where, limit=query.limit + 1)
@@ -267,14 +264,3 @@ async def discrepancies(call: Call) -> BaseModel:
         open_per_provider=counts,
         next_before=page[-1].id if len(found) > query.limit else None,
     )
-
-
-ROUTES: Final = (
-    Route("GET", "/payments", "payments", "Payments by provider, txn, code, state and time; newest first",
-          payments, ListedPaymentPage, query=PaymentListQuery, errors=(400, 401, 404)),
-    Route("GET", "/reports/daily", "daily_report",
-          "Credited, reversed and voided per provider and day, from the ledger", daily, DailyReport,
-          query=DailyQuery, errors=(400, 401, 404)),
-    Route("GET", "/discrepancies", "discrepancies", "Registry discrepancies to work off", discrepancies,
-          DiscrepancyPage, query=DiscrepancyQuery, errors=(400, 401, 404)),
-)  # fmt: skip

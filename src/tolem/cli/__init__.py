@@ -25,10 +25,10 @@ from tolem.cli import (
     sweep,
 )
 from tolem.cli.common import Command, DatabaseUnreachable, Parser, Register, UsageError
-from tolem.database import resolve_database
 from tolem.db import migrate as migrate_db
 from tolem.db.embedded import EmbeddedUnavailable
-from tolem.log import configure_logging
+from tolem.db.location import resolve_database
+from tolem.log import configure_logging_for
 from tolem.settings import Settings
 
 # The command tree, in the order `tolem --help` lists it.
@@ -96,11 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit as exc:  # --help and --version have printed what was asked
             return int(exc.code or 0)
         settings = _settings(args)
-        configure_logging(
-            json=None if settings.log_format is None else settings.log_format == "json",
-            level=settings.log_level,
-            to_stderr=args.command not in _LONG_RUNNING,
-        )
+        configure_logging_for(settings, to_stderr=args.command not in _LONG_RUNNING)
         # Which commands may create the private cluster ("create"), only use an existing one
         # ("use": a command run in the wrong place must not set up a new, empty cluster), or
         # manage it themselves ("none").

@@ -17,6 +17,7 @@ from tolem.cli.common import (
     currency_mismatch,
     email,
     emit,
+    local_time,
     text,
 )
 from tolem.core.model import AccountStatus
@@ -82,7 +83,7 @@ def _account_text(view: account_db.AccountView, zone: ZoneInfo) -> str:
         f"services: {', '.join(view.services) or '-'}",
         f"last payments (times in {zone.key}):",
         *(
-            f"  {p.created_at.astimezone(zone):%Y-%m-%d %H:%M:%S%z}  {p.provider}  {p.external_id}  "
+            f"  {local_time(p.created_at, zone)}  {p.provider}  {p.external_id}  "
             f"{format_amount(p.amount_minor)} {p.currency}  {p.state}"
             for p in view.payments
         ),

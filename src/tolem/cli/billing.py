@@ -7,7 +7,7 @@ import signal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from tolem.cli.common import Commands, Parser, UsageError, connected, emit
+from tolem.cli.common import Commands, Parser, UsageError, connected, emit, local_time
 from tolem.core.money import format_amount
 from tolem.db import outbox as outbox_db
 from tolem.settings import Settings
@@ -54,11 +54,9 @@ def _events_text(found: list[outbox_db.Listed], zone: ZoneInfo) -> str:
         return "no events"
     lines = []
     for e in found:
-        when = (
-            "-" if e.next_attempt_at is None else f"{e.next_attempt_at.astimezone(zone):%Y-%m-%d %H:%M:%S%z}"
-        )
+        when = "-" if e.next_attempt_at is None else local_time(e.next_attempt_at, zone)
         lines.append(
-            f"{e.id}  {e.created_at.astimezone(zone):%Y-%m-%d %H:%M:%S%z}  {e.type:<16}  {e.state:<9}  "
+            f"{e.id}  {local_time(e.created_at, zone)}  {e.type:<16}  {e.state:<9}  "
             f"{e.code_masked}  {format_amount(e.amount_minor)} {e.currency}  {e.provider} {e.provider_txn}  "
             f"attempts {e.attempts}  next {when}  {e.last_error or ''}".rstrip()
         )

@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import date, datetime
@@ -12,14 +11,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
+from tolem.core.errors import MalformedCode
+from tolem.core.model import is_email
 from tolem.core.money import AmountError, parse_amount
-from tolem.core.payment_codes import CodeShape, classify, normalize
+from tolem.core.payment_codes import validate_code
+from tolem.core.times import parse_moment
 from tolem.db import migrate as migrate_db
 from tolem.db.ledger import CurrencyMismatch
 from tolem.db.pool import NO_WRITABLE_HOST, connect_options, dsn_target
 from tolem.settings import Settings
 
-EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+")
 MAX_NAME: Final = 200
 MAX_SERVICE: Final = 253
 
@@ -113,17 +114,17 @@ def text(value: str, what: str, limit: int) -> str:
 def email(value: str) -> str:
     """An email address, stripped."""
     value = value.strip()
-    if len(value) > 254 or not EMAIL_RE.fullmatch(value):
+    if not is_email(value):
         raise UsageError(f"not an email address: {value!r}")
     return value
 
 
 def code(value: str) -> str:
     """A payment code as typed, spaces removed; refused when malformed."""
-    normalized = normalize(value)
-    if classify(normalized) is CodeShape.MALFORMED:
-        raise UsageError(f"malformed payment code: {value!r}")
-    return normalized
+    try:
+        return validate_code(value)
+    except MalformedCode as exc:
+        raise UsageError(f"malformed payment code: {value!r}") from exc
 
 
 def networks(values: list[str] | None) -> list[str]:
@@ -160,10 +161,13 @@ def zone(value: str | None) -> str | None:
     return value
 
 
+def local_time(value: datetime, zone: ZoneInfo) -> str:
+    """A stored time as command output shows it: `2026-11-25 14:30:00+0600`, in `zone`."""
+    return f"{value.astimezone(zone):%Y-%m-%d %H:%M:%S%z}"
+
+
 def moment(value: str | None, settings: Settings) -> datetime | None:
     """An ISO date or date-time typed by an operator, in the deployment's zone unless given."""
-    from tolem.journal import parse_moment  # noqa: PLC0415 - keeps aiohttp out of other commands
-
     if value is None:
         return None
     try:

@@ -4,8 +4,8 @@ import argparse
 from typing import Any, Final
 
 from tolem.cli.common import Commands, Parser, emit
-from tolem.database import cluster_dir, private_cluster
 from tolem.db import embedded
+from tolem.db.location import cluster_dir, private_cluster
 from tolem.db.pool import mask_dsn
 from tolem.settings import Settings
 

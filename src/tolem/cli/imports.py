@@ -16,7 +16,6 @@ from typing import Final
 import asyncpg
 
 from tolem.cli.common import (
-    EMAIL_RE,
     MAX_NAME,
     MAX_SERVICE,
     Commands,
@@ -26,8 +25,9 @@ from tolem.cli.common import (
     currency_mismatch,
     emit,
 )
-from tolem.core.model import AccountStatus
-from tolem.core.payment_codes import CodeShape, classify, normalize
+from tolem.core.errors import MalformedCode
+from tolem.core.model import AccountStatus, is_email
+from tolem.core.payment_codes import validate_code
 from tolem.db import accounts as account_db
 from tolem.db.ledger import CurrencyMismatch, require_currency
 from tolem.settings import Settings
@@ -87,11 +87,12 @@ def _parse_row(header: list[str], fields: list[str]) -> ImportRow:
     for name in _REQUIRED:
         if not values[name]:
             raise Refused(f"{name} is required")
-    code = normalize(values["payment_code"])
-    if classify(code) is CodeShape.MALFORMED:
-        raise Refused("malformed payment code")
+    try:
+        code = validate_code(values["payment_code"])
+    except MalformedCode as exc:
+        raise Refused("malformed payment code") from exc
     email = values["email"]
-    if len(email) > 254 or not EMAIL_RE.fullmatch(email):
+    if not is_email(email):
         raise Refused("bad email")
     name = values["name"]
     if len(name) > MAX_NAME or not name.isprintable():

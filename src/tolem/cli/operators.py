@@ -48,7 +48,7 @@ def _read_password() -> str:
 
 
 async def _hash(password: str) -> str:
-    from tolem.passwords import PERSON_COST, hash_password  # noqa: PLC0415 - only where needed
+    from tolem.protocols.passwords import PERSON_COST, hash_password  # noqa: PLC0415 - only where needed
 
     # Half a second of scrypt: off the event loop, as everywhere else.
     return await asyncio.to_thread(hash_password, password, cost=PERSON_COST)

@@ -21,11 +21,10 @@ from tolem.cli.common import (
     text,
     zone,
 )
-from tolem.core.model import Provider
-from tolem.core.money import format_amount
+from tolem.core.model import Provider, shown_settings
 from tolem.db import providers as provider_db
 from tolem.db.ledger import CurrencyMismatch
-from tolem.passwords import hash_password
+from tolem.protocols.passwords import hash_password
 from tolem.settings import Settings
 
 PROTOCOLS: Final = ("osmp", "payme", "click")
@@ -43,23 +42,13 @@ _SECRETS_HELP: Final = (
 )
 
 
-def provider_dict(provider: Any) -> dict[str, Any]:
+# `tolem provider` has always said password/secret where the admin API says has_password/has_secret.
+_CLI_KEYS: Final = {"has_password": "password", "has_secret": "secret"}
+
+
+def provider_dict(provider: Provider) -> dict[str, Any]:
     """A provider as shown to operators: secrets only as present or absent."""
-    return {
-        "name": provider.name,
-        "protocol": str(provider.protocol),
-        "enabled": provider.enabled,
-        "gateway": f"/gw/{provider.name}",
-        "allow_ips": [str(n) for n in provider.allow_ips],
-        "login": provider.login,
-        "password": provider.password_hash is not None,
-        "secret": provider.secret is not None,
-        "service_id": provider.service_id,
-        "min_amount": None if provider.min_amount_minor is None else format_amount(provider.min_amount_minor),
-        "max_amount": None if provider.max_amount_minor is None else format_amount(provider.max_amount_minor),
-        "currency": provider.currency,
-        "timezone": provider.timezone,
-    }
+    return {_CLI_KEYS.get(key, key): value for key, value in shown_settings(provider).items()}
 
 
 def _provider_text(d: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from tolem.cli.common import Command, Commands, Parser, UsageError, connected, emit, zone
+from tolem.cli.common import Command, Commands, Parser, UsageError, connected, emit, local_time, zone
 from tolem.cli.report import day, provider_zone
 from tolem.core import errors
 from tolem.core.model import WireProtocol
@@ -102,7 +102,7 @@ def _side(side: reconcile_db.Side) -> dict[str, Any]:
 
 
 def _difference_text(d: reconcile_db.Difference, currency: str, tz: ZoneInfo) -> str:
-    at = d.at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S%z")
+    at = local_time(d.at, tz)
     detail = {
         "missing_ours": f"theirs {_money(d.theirs_amount_minor)} {currency} to {d.theirs_code or '-'}"
         f" at {at}",

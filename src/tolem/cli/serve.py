@@ -25,7 +25,7 @@ from tolem.cli.common import Commands, Parser, connected
 from tolem.db import providers as provider_db
 from tolem.db.ledger import other_currencies
 from tolem.db.pool import dsn_target
-from tolem.log import configure_logging
+from tolem.log import configure_logging_for
 from tolem.settings import Settings
 
 # As aiohttp's own default: connections waiting to be accepted, shared by all workers.
@@ -79,10 +79,7 @@ def _serve_one(settings: Settings, sockets: Sequence[socket.socket]) -> None:
 
     from tolem.app import create_app  # noqa: PLC0415
 
-    configure_logging(
-        json=None if settings.log_format is None else settings.log_format == "json",
-        level=settings.log_level,
-    )
+    configure_logging_for(settings)
     loop: asyncio.AbstractEventLoop | None = None
     try:
         import uvloop  # noqa: PLC0415 - optional speed-up

@@ -52,7 +52,7 @@ _HERE: Final = Path(__file__).resolve().parent
 _DB_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, NO_WRITABLE_HOST)
 # Reachable without a session: the login form, the language switch and the style sheet.
 _PUBLIC: Final = frozenset({"login_form", "login", "language", "static"})
-# Two verifications at once: each takes 32 MiB and half a core-second (tolem.passwords).
+# Two verifications at once: each takes 32 MiB and half a core-second (tolem.protocols.passwords).
 _LOGIN_CHECKS_AT_ONCE: Final = 2
 # Sessions' tokens are 43 characters; anything much longer is not one of ours.
 _MAX_COOKIE: Final = 128

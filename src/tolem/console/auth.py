@@ -41,7 +41,7 @@ from tolem.console.web import (
 from tolem.db import operators as operator_db
 from tolem.db.operators import Action
 from tolem.log import LOG_LINE
-from tolem.passwords import PERSON_COST, check_password
+from tolem.protocols.passwords import PERSON_COST, check_password
 
 _MAX_NAME_TYPED: Final = 64
 _ONE_YEAR: Final = 365 * 24 * 3600

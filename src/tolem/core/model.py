@@ -1,9 +1,17 @@
 """Domain values passed between adapters, the service and the store. No I/O here."""
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Network, IPv6Network
+from typing import Any, Final
+
+from tolem.core.money import format_amount
+
+# The longest address SMTP can carry (RFC 5321's path limit less its angle brackets).
+MAX_EMAIL: Final = 254
+_EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+")
 
 
 class PaymentState(enum.StrEnum):
@@ -20,6 +28,11 @@ class AccountStatus(enum.StrEnum):
 
     ACTIVE = "active"  # accepts payments
     BLOCKED = "blocked"  # refuses new payments; repeats of earlier ones still replay
+
+
+def is_email(text: str) -> bool:
+    """Whether `text` (already stripped) is taken as an account's email address."""
+    return len(text) <= MAX_EMAIL and _EMAIL_RE.fullmatch(text) is not None
 
 
 class WireProtocol(enum.StrEnum):
@@ -47,6 +60,25 @@ class Provider:
     max_amount_minor: int | None
     currency: str
     timezone: str | None
+
+
+def shown_settings(provider: Provider) -> dict[str, Any]:
+    """A provider's settings as operators see them: secrets only as present or absent."""
+    return {
+        "name": provider.name,
+        "protocol": str(provider.protocol),
+        "enabled": provider.enabled,
+        "gateway": f"/gw/{provider.name}",
+        "allow_ips": [str(n) for n in provider.allow_ips],
+        "login": provider.login,
+        "has_password": provider.password_hash is not None,
+        "has_secret": provider.secret is not None,
+        "service_id": provider.service_id,
+        "min_amount": None if provider.min_amount_minor is None else format_amount(provider.min_amount_minor),
+        "max_amount": None if provider.max_amount_minor is None else format_amount(provider.max_amount_minor),
+        "currency": provider.currency,
+        "timezone": provider.timezone,
+    }
 
 
 @dataclass(frozen=True, slots=True)

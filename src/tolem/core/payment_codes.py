@@ -11,6 +11,8 @@ import re
 import secrets
 from typing import Final
 
+from tolem.core.errors import MalformedCode
+
 ISSUED_PREFIX: Final = "00"
 # 9 random digits: 10^9 possibilities, so with a million customers a guessed well-formed code
 # hits an existing one about once in a thousand tries, and each try is logged.
@@ -69,6 +71,14 @@ def classify(code: str) -> CodeShape:
     if looks_issued(code):
         return CodeShape.ISSUED if luhn_valid(code) else CodeShape.MALFORMED
     return CodeShape.FOREIGN
+
+
+def validate_code(raw: str) -> str:
+    """The code as typed with its spaces removed; MalformedCode before anything is looked up."""
+    code = normalize(raw)
+    if classify(code) is CodeShape.MALFORMED:
+        raise MalformedCode("payment code is malformed")
+    return code
 
 
 def mask(code: str | None) -> str | None:

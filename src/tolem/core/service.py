@@ -13,7 +13,7 @@ import structlog
 
 from tolem.core import errors
 from tolem.core.model import AccountStatus, CheckResult, PayCommand, Payment, PaymentResult, Provider
-from tolem.core.payment_codes import CodeShape, classify, normalize
+from tolem.core.payment_codes import validate_code
 from tolem.core.store import Outcome, PaymentStore, StoreOutcome
 
 # Three tries: a deadlock between two pays is already rare (one row lock each), and a fourth
@@ -75,14 +75,6 @@ class PaymentService:
         self._observer = observer or Observer()
 
     @staticmethod
-    def validate_code(raw_code: str) -> str:
-        """The normalized code, or MalformedCode before anything is looked up."""
-        code = normalize(raw_code)
-        if classify(code) is CodeShape.MALFORMED:
-            raise errors.MalformedCode("payment code is malformed")
-        return code
-
-    @staticmethod
     def check_limits(provider: Provider, amount_minor: int) -> None:
         """AmountTooSmall / AmountTooLarge against the provider's configured limits."""
         if provider.min_amount_minor is not None and amount_minor < provider.min_amount_minor:
@@ -105,7 +97,7 @@ class PaymentService:
             raise errors.ProviderDisabled("provider is disabled")
         if self._currency is not None and provider.currency != self._currency:
             raise errors.CurrencyRefused("provider's currency is not the deployment's")
-        code = self.validate_code(raw_code)
+        code = validate_code(raw_code)
         if amount_minor is not None:
             self.check_limits(provider, amount_minor)
         # One SELECT under read committed takes no row locks and cannot fail serialization:
@@ -266,7 +258,7 @@ class PaymentService:
         expire_before: datetime | None = None,
         expire_reason: int | None = None,
     ) -> PaymentResult:
-        code = self.validate_code(command.payment_code)
+        code = validate_code(command.payment_code)
         normalized = PayCommand(
             external_id=command.external_id,
             payment_code=code,

@@ -206,6 +206,11 @@ async def set_status(conn: asyncpg.Connection, account_id: int, status: AccountS
         raise AccountNotFound(account_id)
 
 
+async def account_exists(conn: asyncpg.Connection, account_id: int) -> bool:
+    """Whether there is an account with this id."""
+    return await conn.fetchval("SELECT 1 FROM accounts WHERE id = $1", account_id) is not None
+
+
 async def find_account_ids(
     conn: asyncpg.Connection,
     *,

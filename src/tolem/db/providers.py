@@ -71,6 +71,15 @@ async def get(conn: asyncpg.Connection, name: str) -> Provider:
     return provider_from_row(row)
 
 
+async def timezone_of(conn: asyncpg.Connection, name: str) -> str | None:
+    """A provider's own time zone (None: it has none); ProviderNotFound when there is no such one."""
+    row = await conn.fetchrow("SELECT timezone FROM providers WHERE name = $1", name)
+    if row is None:
+        raise ProviderNotFound(name)
+    zone: str | None = row["timezone"]
+    return zone
+
+
 async def add(
     conn: asyncpg.Connection,
     *,

@@ -1,20 +1,16 @@
 """PostgreSQL implementation of the core's PaymentStore. Money moves only in sql functions."""
 
-import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 import asyncpg
-import structlog
 
 from tolem.core import errors
 from tolem.core.model import AccountStatus, CheckResult, PayCommand, Payment, PaymentState
 from tolem.core.store import StoreOutcome
+from tolem.db.lanes import Lanes
 from tolem.db.pool import domain_error
-
-_log = structlog.get_logger("tolem.store")
 
 _ACCEPT: Final = "SELECT * FROM tolem_accept($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 _PERFORM: Final = "SELECT * FROM tolem_perform($1, $2, $3, $4, $5)"
@@ -45,25 +41,6 @@ SELECT {PAYMENT_COLUMNS}
  WHERE p.provider_id = $1 AND p.provider_time BETWEEN $2 AND $3
  ORDER BY p.provider_time, p.id
 """
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """One statement waiting for a lane, and where its answer goes."""
-
-    answer: asyncio.Future[Any]
-    method: str
-    query: str
-    args: tuple[Any, ...]
-
-
-# After these the session is gone (or in an unknown state): the lane lets the connection go.
-_LOST_CONNECTION: Final = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError, TimeoutError)
-
-
-def _settle(call: _Call, exc: BaseException) -> None:
-    if not call.answer.done():
-        call.answer.set_exception(exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,105 +83,24 @@ def _outcome(row: Any) -> StoredOutcome:
 
 
 class PgStore:
-    """Runs each call as one statement on one of `lanes` connections, first come, first served.
-
-    Each lane is a task that owns a pooled connection while calls are waiting and runs them one
-    after another, sending the next statement as soon as the previous answer is in. A call's
-    statement is therefore never more than one turn of the event loop behind the answer before
-    it; handing the connection back to the pool and to the next waiting request between calls
-    cost a turn more, and under load a turn is milliseconds (docs/performance.md has the
-    measurements). The queue is strictly FIFO: asyncpg's own pool lets a newcomer take a freed
-    connection ahead of a woken waiter, which had some requests wait over a second while most
-    were answered at once. A lane gives its connection back when nothing is
-    waiting, so the pool's other users (journal, provider reloads, admin) get one whenever the
-    gateway is not saturated; the application sizes the pool with room for them.
-    """
+    """Runs each call as one statement on one of `lanes` connections, first come, first served
+    (tolem.db.lanes says why); `lanes` defaults to the pool's size."""
 
     def __init__(self, pool: asyncpg.Pool, *, lanes: int | None = None) -> None:
-        self._pool = pool
-        self._lane_count = lanes if lanes is not None else pool.get_max_size()
-        self._calls: asyncio.Queue[_Call] = asyncio.Queue()
-        self._lanes: list[asyncio.Task[None]] = []
+        self._lanes = Lanes(pool, count=lanes if lanes is not None else pool.get_max_size())
 
     async def close(self) -> None:
         """Stops the lanes; calls running or still queued get TemporarilyUnavailable."""
-        lanes, self._lanes = self._lanes, []
-        for lane in lanes:
-            lane.cancel()
-        for lane in lanes:
-            with contextlib.suppress(asyncio.CancelledError):
-                await lane
-        while not self._calls.empty():
-            call = self._calls.get_nowait()
-            if not call.answer.done():
-                call.answer.set_exception(errors.TemporarilyUnavailable("store closed"))
+        await self._lanes.close()
 
     async def _run(self, method: str, query: str, *args: Any) -> Any:
         """`conn.<method>(query, *args)` on the next free lane; database errors mapped."""
-        if not self._lanes:
-            self._lanes = [
-                asyncio.create_task(self._lane(), name=f"tolem-store-lane-{n}")
-                for n in range(self._lane_count)
-            ]
-        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._calls.put_nowait(_Call(answer, method, query, args))
         try:
-            return await answer
+            return await self._lanes.run(method, query, *args)
         except Exception as exc:
             if (mapped := domain_error(exc)) is not None:
                 raise mapped from exc
             raise
-
-    async def _lane(self) -> None:
-        while True:
-            call = await self._calls.get()
-            try:
-                await self._serve(call)
-            except asyncio.CancelledError:
-                _settle(call, errors.TemporarilyUnavailable("store closed"))
-                raise
-            except Exception as exc:  # noqa: BLE001 - a lane that died would leave calls unserved
-                _settle(call, exc)
-                _log.exception("store_lane_error")
-
-    async def _serve(self, call: _Call) -> None:
-        """Runs `call` and every call queued behind it on one checkout of a connection."""
-        try:
-            conn = await self._pool.acquire()
-        except Exception as exc:  # noqa: BLE001 - the caller gets it, the lane goes on
-            _settle(call, exc)
-            return
-        try:
-            while True:
-                # A caller that gave up (its deadline passed) is skipped, never run late.
-                if not call.answer.done() and not await self._answer(conn, call):
-                    return  # the connection is gone; the pool replaces it
-                if self._calls.empty():
-                    return
-                call = self._calls.get_nowait()
-        finally:
-            # A connection that died was already taken back by the pool.
-            with contextlib.suppress(asyncpg.InterfaceError):
-                await self._pool.release(conn)
-
-    @staticmethod
-    async def _answer(conn: asyncpg.Connection, call: _Call) -> bool:
-        """Runs one call; whether the connection is still fit for the next."""
-        try:
-            result = await getattr(conn, call.method)(call.query, *call.args)
-        except asyncio.CancelledError:
-            # Closing: whether the statement committed is unknown.
-            _settle(call, errors.TemporarilyUnavailable("store closed"))
-            raise
-        except _LOST_CONNECTION as exc:
-            _settle(call, exc)
-            return False
-        except Exception as exc:  # noqa: BLE001 - the caller gets it
-            _settle(call, exc)
-            return True
-        if not call.answer.done():
-            call.answer.set_result(result)
-        return True
 
     async def find_payer(self, payment_code: str) -> tuple[CheckResult, AccountStatus] | None:
         row = await self._run("fetchrow", _FIND_PAYER, payment_code)

@@ -11,7 +11,7 @@ from typing import Final
 from aiohttp import web
 
 from tolem.core.model import Provider
-from tolem.passwords import pair_key, remembered, verify_password
+from tolem.protocols.passwords import pair_key, remembered, verify_password
 from tolem.settings import Network
 
 IPAddress = IPv4Address | IPv6Address
