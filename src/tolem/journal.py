@@ -16,7 +16,6 @@ import json
 import re
 from datetime import datetime
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
@@ -308,14 +307,3 @@ class JournalWriter:
                 self._outage.failed("journal", exc)
                 self._wake.set()
                 await self._pause(self._retry_delay)
-
-
-def parse_moment(text: str, zone: str) -> datetime:
-    """An ISO 8601 date or date-time; one without an offset is read in `zone`.
-
-    A bare date means its midnight, so `--since 2026-11-25 --until 2026-11-26` is that day.
-    """
-    value = datetime.fromisoformat(text.strip())
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(zone))
-    return value

@@ -160,10 +160,19 @@ def zone(value: str | None) -> str | None:
     return value
 
 
+def parse_moment(text: str, zone: str) -> datetime:
+    """An ISO 8601 date or date-time; one without an offset is read in `zone`.
+
+    A bare date means its midnight, so `--since 2026-11-25 --until 2026-11-26` is that day.
+    """
+    value = datetime.fromisoformat(text.strip())
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ZoneInfo(zone))
+    return value
+
+
 def moment(value: str | None, settings: Settings) -> datetime | None:
     """An ISO date or date-time typed by an operator, in the deployment's zone unless given."""
-    from tolem.journal import parse_moment  # noqa: PLC0415 - keeps aiohttp out of other commands
-
     if value is None:
         return None
     try:
