@@ -15,7 +15,7 @@ from tolem.app import JOURNAL
 from tolem.core.payment_codes import mask
 from tolem.db import journal as journal_db
 from tolem.db.journal import JournalEntry, JournalFilter
-from tolem.journal import JournalWriter, entry_for, scrub_body
+from tolem.gateway.journal import JournalWriter, entry_for, scrub_body
 
 
 async def journal_rows(world: ClickWorld) -> list[dict[str, Any]]:
