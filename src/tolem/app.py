@@ -20,7 +20,8 @@ from tolem.db import migrate
 from tolem.db import providers as provider_db
 from tolem.db.pool import NO_WRITABLE_HOST, create_pool
 from tolem.db.store import PgStore
-from tolem.gateway.journal import JournalWriter, entry_for
+from tolem.gateway.journal import entry_for
+from tolem.gateway.journal_writer import JournalWriter
 from tolem.log import (
     LOG_LINE,
     OUTAGE_REPORT_SECONDS,

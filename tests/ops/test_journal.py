@@ -15,7 +15,8 @@ from tolem.app import JOURNAL
 from tolem.core.payment_codes import mask
 from tolem.db import journal as journal_db
 from tolem.db.journal import JournalEntry, JournalFilter
-from tolem.gateway.journal import JournalWriter, entry_for, scrub_body
+from tolem.gateway.journal import entry_for, scrub_body
+from tolem.gateway.journal_writer import JournalWriter
 
 
 async def journal_rows(world: ClickWorld) -> list[dict[str, Any]]:
