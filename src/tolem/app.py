@@ -12,7 +12,6 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from tolem import metrics
 from tolem.core.errors import TemporarilyUnavailable
 from tolem.core.model import Provider
 from tolem.core.service import PaymentService
@@ -31,6 +30,7 @@ from tolem.log import (
     canonical_log_line,
     report_pool_outages,
 )
+from tolem.ops import metrics
 from tolem.protocols.auth import client_ip
 from tolem.protocols.base import GatewayContext
 from tolem.protocols.registry import ADAPTERS

@@ -265,7 +265,7 @@ class TestStorage:
 class TestWriter:
     async def test_buffer_is_bounded_and_drops_are_counted(self, pool: asyncpg.Pool) -> None:
         """Past its capacity the writer drops new entries instead of growing; the rest are written."""
-        from tolem import metrics
+        from tolem.ops import metrics
 
         writer = JournalWriter(pool, capacity=2)
         before = metrics.JOURNAL_DROPPED._value.get()

@@ -18,7 +18,6 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from tolem import metrics
 from tolem.admin import models as m
 from tolem.core.model import AccountStatus
 from tolem.core.money import format_amount
@@ -28,6 +27,7 @@ from tolem.db import providers as provider_db
 from tolem.db.ledger import CurrencyMismatch
 from tolem.db.pool import NO_WRITABLE_HOST
 from tolem.log import LOG_LINE
+from tolem.ops import metrics
 from tolem.routing import methods_elsewhere
 from tolem.settings import Settings
 

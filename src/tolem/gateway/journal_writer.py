@@ -17,10 +17,10 @@ from typing import Final
 import asyncpg
 import structlog
 
-from tolem import metrics
 from tolem.db import journal as journal_db
 from tolem.db.journal import JournalEntry
 from tolem.log import OUTAGE_REPORT_SECONDS, Outage
+from tolem.ops import metrics
 
 _log = structlog.get_logger("tolem.journal")
 

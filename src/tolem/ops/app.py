@@ -12,11 +12,10 @@ import jinja2
 import structlog
 from aiohttp import web
 
-from tolem import metrics
 from tolem.db import operators as operator_db
 from tolem.db.pool import NO_WRITABLE_HOST
 from tolem.log import LOG_LINE
-from tolem.ops import i18n, views
+from tolem.ops import i18n, metrics, views
 from tolem.ops.panels import ACCOUNT_PANELS, PAGES, AccountPanel, Page
 from tolem.ops.security import (
     CSRF_FIELD,

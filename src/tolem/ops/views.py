@@ -7,7 +7,6 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from tolem import metrics
 from tolem.core.model import AccountStatus
 from tolem.core.payment_codes import CodeShape, classify, looks_issued, mask, normalize
 from tolem.db import accounts as account_db
@@ -17,7 +16,7 @@ from tolem.db import operators as operator_db
 from tolem.db import providers as provider_db
 from tolem.db.operators import Action
 from tolem.log import LOG_LINE
-from tolem.ops import i18n
+from tolem.ops import i18n, metrics
 from tolem.ops.panels import AccountPanel, Page
 from tolem.ops.security import (
     CSRF_FIELD,
