@@ -10,7 +10,6 @@ from typing import Final
 import asyncpg
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from tolem.core.errors import TemporarilyUnavailable
 from tolem.core.model import Provider
@@ -127,20 +126,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
 
 
-# How often each worker refreshes its pool gauges; a scrape may reach any worker.
-POOL_GAUGE_SECONDS: Final = 1.0
-
-
 async def _pool_gauges(app: web.Application) -> AsyncIterator[None]:
-    pool = app[POOL]
-
-    async def refresh() -> None:
-        while True:
-            metrics.POOL_SIZE.set(pool.get_size())
-            metrics.POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
-            await asyncio.sleep(POOL_GAUGE_SECONDS)
-
-    task = asyncio.create_task(refresh(), name="tolem-pool-gauges")
+    task = asyncio.create_task(metrics.refresh_pool_gauges(app[POOL]), name="tolem-pool-gauges")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -213,29 +200,6 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def metrics_view(request: web.Request) -> web.Response:
-    """Prometheus text exposition."""
-    # Pool gauges come from each worker's _pool_gauges task: a scrape reaches only one worker.
-    await _reconciliation_gauges(request.app)
-    body = metrics.exposition()
-    response = web.Response(body=body)
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return response
-
-
-# A scrape waits at most this long for the reconciliation gauges, then shows the last values.
-RECONCILIATION_GAUGE_SECONDS: Final = 1.0
-
-
-async def _reconciliation_gauges(app: web.Application) -> None:
-    try:
-        async with asyncio.timeout(RECONCILIATION_GAUGE_SECONDS):
-            await metrics.refresh_reconciliation(app[POOL])
-            await metrics.refresh_outbox(app[POOL])
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-        _log.warning("reconciliation_gauges_failed", error=type(exc).__name__)
-
-
 async def gateway(request: web.Request) -> web.StreamResponse:
     """Every aggregator call: find the provider, hand the request to its protocol's adapter.
 
@@ -293,7 +257,7 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> web.A
     app.cleanup_ctx.append(_pool_gauges)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/metrics", metrics.metrics_view(lambda: app[POOL]))
     app.router.add_route("GET", "/gw/{provider}", gateway)
     app.router.add_route("POST", "/gw/{provider}", gateway)
     if settings.admin_token is not None:
