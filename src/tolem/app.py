@@ -14,7 +14,6 @@ from aiohttp import web
 from tolem.core.errors import TemporarilyUnavailable
 from tolem.core.model import Provider
 from tolem.core.service import PaymentService
-from tolem.db import migrate
 from tolem.db import providers as provider_db
 from tolem.db.pool import NO_WRITABLE_HOST, create_pool
 from tolem.db.store import PgStore
@@ -29,7 +28,7 @@ from tolem.log import (
     canonical_log_line,
     report_pool_outages,
 )
-from tolem.ops import metrics
+from tolem.ops import health, metrics
 from tolem.protocols.auth import client_ip
 from tolem.protocols.base import GatewayContext
 from tolem.protocols.registry import ADAPTERS
@@ -172,34 +171,6 @@ def _record_call(
     request.app[JOURNAL].record(entry)
 
 
-async def healthz(_request: web.Request) -> web.Response:
-    """The process is up."""
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """The database answers and the schema is current."""
-    try:
-        async with asyncio.timeout(request.app[SETTINGS].request_deadline):
-            async with request.app[POOL].acquire() as conn:
-                todo = await migrate.pending(conn)
-    except (
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        OSError,
-        TimeoutError,
-        NO_WRITABLE_HOST,
-        migrate.MigrationError,
-    ) as exc:
-        return web.json_response({"status": "unavailable", "error": type(exc).__name__}, status=503)
-    if todo:
-        return web.json_response(
-            {"status": "migrations pending", "pending": [m.label for m in todo]},
-            status=503,
-        )
-    return web.json_response({"status": "ready"})
-
-
 async def gateway(request: web.Request) -> web.StreamResponse:
     """Every aggregator call: find the provider, hand the request to its protocol's adapter.
 
@@ -255,8 +226,8 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> web.A
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_journal)
     app.cleanup_ctx.append(_pool_gauges)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz(settings, lambda: app[POOL]))
     app.router.add_get("/metrics", metrics.metrics_view(lambda: app[POOL]))
     app.router.add_route("GET", "/gw/{provider}", gateway)
     app.router.add_route("POST", "/gw/{provider}", gateway)
