@@ -11,10 +11,10 @@ import pytest
 
 from tests.conftest import Factory
 from tests.ops.conftest import Cli, ClickWorld, Payme
-from tolem.app import JOURNAL
 from tolem.core.payment_codes import mask
 from tolem.db import journal as journal_db
 from tolem.db.journal import JournalEntry, JournalFilter
+from tolem.gateway.handler import JOURNAL
 from tolem.gateway.journal import entry_for, scrub_body
 from tolem.gateway.journal_writer import JournalWriter
 
