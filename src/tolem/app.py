@@ -1,98 +1,30 @@
-"""The HTTP application: health, metrics, and /gw/{provider} dispatching to protocol adapters."""
+"""The HTTP application: its lifecycle (pool, journal writer, gauges), routes and sub-applications."""
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Final
 
 import asyncpg
-import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
 
-from tolem import metrics
-from tolem.core.errors import TemporarilyUnavailable
-from tolem.core.model import Provider
 from tolem.core.service import PaymentService
-from tolem.db import migrate
-from tolem.db import providers as provider_db
-from tolem.db.pool import NO_WRITABLE_HOST, create_pool
+from tolem.db.pool import create_pool
 from tolem.db.store import PgStore
-from tolem.journal import JournalWriter, entry_for
-from tolem.log import (
-    LOG_LINE,
-    OUTAGE_REPORT_SECONDS,
-    REQUEST_ID,
-    LogLine,
-    Outage,
-    canonical_log_line,
-    report_pool_outages,
-)
-from tolem.protocols.auth import client_ip
+from tolem.gateway.handler import CONTEXT, JOURNAL, PROVIDERS, gateway
+from tolem.gateway.journal_writer import JournalWriter
+from tolem.gateway.provider_cache import ProviderCache
+from tolem.log import OUTAGE_REPORT_SECONDS, Outage, canonical_log_line, report_pool_outages
+from tolem.ops import health, metrics
 from tolem.protocols.base import GatewayContext
-from tolem.protocols.registry import ADAPTERS
 from tolem.settings import Settings
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 POOL: Final = web.AppKey("pool", asyncpg.Pool)
 SERVICE: Final = web.AppKey("service", PaymentService)
+OUTAGE: Final = web.AppKey("outage", Outage)
 # Aggregators send a few hundred bytes; anything near this is not a payment request.
 MAX_BODY_BYTES: Final = 64 * 1024
-
-_log = structlog.get_logger("tolem.app")
-
-
-class ProviderCache:
-    """Provider configuration, reloaded when older than the configured staleness.
-
-    Reading it per request would cost a round trip on every call; a change (disable, limits)
-    takes effect within `ttl` seconds. The database re-checks enabled and limits on every pay.
-    """
-
-    def __init__(self, pool: asyncpg.Pool, ttl: float, outage: Outage) -> None:
-        self._pool = pool
-        self._outage = outage
-        self._ttl = ttl
-        self._loaded_at = float("-inf")
-        self._providers: dict[str, Provider] | None = None
-        self._lock = asyncio.Lock()
-
-    async def get(self, name: str) -> Provider | None:
-        """The provider, or None; raises TemporarilyUnavailable only with nothing cached."""
-        if time.monotonic() - self._loaded_at >= self._ttl:
-            await self._reload()
-        assert self._providers is not None
-        return self._providers.get(name)
-
-    async def _reload(self) -> None:
-        async with self._lock:
-            if time.monotonic() - self._loaded_at < self._ttl:
-                return
-            try:
-                self._providers = await provider_db.load_all(self._pool)
-                self._loaded_at = time.monotonic()
-            except (
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                OSError,
-                TimeoutError,
-                NO_WRITABLE_HOST,
-            ) as exc:
-                self._outage.failed("providers", exc)
-                if self._providers is None:
-                    raise TemporarilyUnavailable("provider configuration unavailable") from exc
-                # Serving a slightly stale configuration beats refusing every aggregator.
-                return
-            self._outage.recovered()
-
-
-PROVIDERS: Final = web.AppKey("providers", ProviderCache)
-CONTEXT: Final = web.AppKey("context", GatewayContext)
-JOURNAL: Final = web.AppKey("journal", JournalWriter)
-OUTAGE: Final = web.AppKey("outage", Outage)
-
 
 # Pooled connections beyond the gateway's lanes (TOLEM_POOL_SIZE), for everything else.
 SIDE_CONNECTIONS: Final = 2
@@ -126,20 +58,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
 
 
-# How often each worker refreshes its pool gauges; a scrape may reach any worker.
-POOL_GAUGE_SECONDS: Final = 1.0
-
-
 async def _pool_gauges(app: web.Application) -> AsyncIterator[None]:
-    pool = app[POOL]
-
-    async def refresh() -> None:
-        while True:
-            metrics.POOL_SIZE.set(pool.get_size())
-            metrics.POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
-            await asyncio.sleep(POOL_GAUGE_SECONDS)
-
-    task = asyncio.create_task(refresh(), name="tolem-pool-gauges")
+    task = asyncio.create_task(metrics.refresh_pool_gauges(app[POOL]), name="tolem-pool-gauges")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -155,130 +75,6 @@ async def _journal(app: web.Application) -> AsyncIterator[None]:
     await writer.close()
 
 
-def _record_call(
-    request: web.Request,
-    provider: Provider,
-    *,
-    line: LogLine,
-    response: web.StreamResponse,
-    received_at: datetime,
-    started: float,
-) -> None:
-    """Hands the finished call to the journal writer (memory only: no round trip)."""
-    try:
-        address = client_ip(request, request.app[SETTINGS].trusted_proxies)
-        entry = entry_for(
-            provider=provider.name,
-            method=request.method,
-            remote_addr=None if address is None else str(address),
-            received_at=received_at,
-            duration_s=time.perf_counter() - started,
-            line=line,
-            response=response,
-            request_id=request.get(REQUEST_ID),
-        )
-    except Exception:  # noqa: BLE001 - the answer (maybe for a committed credit) must still go out
-        metrics.JOURNAL_DROPPED.inc()
-        _log.exception("journal_entry_failed", provider=provider.name)
-        return
-    request.app[JOURNAL].record(entry)
-
-
-async def healthz(_request: web.Request) -> web.Response:
-    """The process is up."""
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """The database answers and the schema is current."""
-    try:
-        async with asyncio.timeout(request.app[SETTINGS].request_deadline):
-            async with request.app[POOL].acquire() as conn:
-                todo = await migrate.pending(conn)
-    except (
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        OSError,
-        TimeoutError,
-        NO_WRITABLE_HOST,
-        migrate.MigrationError,
-    ) as exc:
-        return web.json_response({"status": "unavailable", "error": type(exc).__name__}, status=503)
-    if todo:
-        return web.json_response(
-            {"status": "migrations pending", "pending": [m.label for m in todo]},
-            status=503,
-        )
-    return web.json_response({"status": "ready"})
-
-
-async def metrics_view(request: web.Request) -> web.Response:
-    """Prometheus text exposition."""
-    # Pool gauges come from each worker's _pool_gauges task: a scrape reaches only one worker.
-    await _reconciliation_gauges(request.app)
-    body = metrics.exposition()
-    response = web.Response(body=body)
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return response
-
-
-# A scrape waits at most this long for the reconciliation gauges, then shows the last values.
-RECONCILIATION_GAUGE_SECONDS: Final = 1.0
-
-
-async def _reconciliation_gauges(app: web.Application) -> None:
-    try:
-        async with asyncio.timeout(RECONCILIATION_GAUGE_SECONDS):
-            await metrics.refresh_reconciliation(app[POOL])
-            await metrics.refresh_outbox(app[POOL])
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-        _log.warning("reconciliation_gauges_failed", error=type(exc).__name__)
-
-
-async def gateway(request: web.Request) -> web.StreamResponse:
-    """Every aggregator call: find the provider, hand the request to its protocol's adapter.
-
-    The whole call, reading the body included, runs under the request deadline; past it, or
-    on anything unexpected, the adapter's "retry later" answer goes out. The core commits
-    before it returns, so such an answer is never given for a credit we have confirmed.
-    """
-    name = request.match_info["provider"]
-    try:
-        provider = await request.app[PROVIDERS].get(name)
-    except TemporarilyUnavailable:
-        # Without configuration we cannot even tell which protocol to answer in.
-        return web.Response(status=503, text="temporarily unavailable\n")
-    adapter = ADAPTERS.get(provider.protocol) if provider is not None else None
-    if provider is None or adapter is None or not provider.enabled:
-        raise web.HTTPNotFound(text="unknown provider\n")
-    line = request[LOG_LINE]
-    line["provider"] = provider.name
-    context = request.app[CONTEXT]
-    received_at = datetime.now(UTC)
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(context.settings.request_deadline):
-            response = await adapter.handle(request, provider, context, line)
-    except web.HTTPException as exc:
-        _record_call(request, provider, line=line, response=exc, received_at=received_at, started=started)
-        raise
-    except TimeoutError:
-        line.update({"error": "deadline", "result": line.get("result", "temporary")})
-        response = adapter.temporary_error(request, provider)
-    except Exception as exc:  # noqa: BLE001 - last resort: the aggregator must retry, not fail
-        _log.exception("gateway_unexpected_error", provider=provider.name)
-        line.update({"error": type(exc).__name__})
-        response = adapter.temporary_error(request, provider)
-    metrics.observe_gateway(
-        provider.name,
-        str(line.get("command", "unknown")),
-        str(line.get("result", "")),
-        time.perf_counter() - started,
-    )
-    _record_call(request, provider, line=line, response=response, received_at=received_at, started=started)
-    return response
-
-
 def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> web.Application:
     """The application; the pool is created in its lifecycle unless one is given (tests)."""
     # The canonical line is a middleware of the root application, so every request gets it:
@@ -290,9 +86,9 @@ def create_app(settings: Settings, *, pool: asyncpg.Pool | None = None) -> web.A
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_journal)
     app.cleanup_ctx.append(_pool_gauges)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz(settings, lambda: app[POOL]))
+    app.router.add_get("/metrics", metrics.metrics_view(lambda: app[POOL]))
     app.router.add_route("GET", "/gw/{provider}", gateway)
     app.router.add_route("POST", "/gw/{provider}", gateway)
     if settings.admin_token is not None:

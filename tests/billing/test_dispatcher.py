@@ -9,12 +9,12 @@ import pytest
 
 from tests.billing.conftest import StandIn, events, until
 from tests.conftest import Factory
-from tolem import metrics
 from tolem.billing.dispatcher import Dispatcher, InBackground
 from tolem.billing.sink import Delivered, Event, Manual, Outcome, Progress, Refused, Retry
 from tolem.core.model import PayCommand, Provider
 from tolem.core.service import PaymentService
 from tolem.db import outbox
+from tolem.ops import metrics
 from tolem.settings import Settings
 
 

@@ -13,9 +13,10 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import Factory
-from tolem.app import JOURNAL, create_app
+from tolem.app import create_app
 from tolem.db import operators as operator_db
 from tolem.db.operators import Role
+from tolem.gateway.handler import JOURNAL
 from tolem.protocols.passwords import hash_password
 from tolem.settings import Settings
 

@@ -12,11 +12,12 @@ from structlog.testing import capture_logs
 
 from tests.conftest import Factory
 from tests.ops.conftest import ClickWorld
-from tolem.app import JOURNAL, create_app
+from tolem.app import create_app
 from tolem.core.model import PayCommand, Provider
 from tolem.core.payment_codes import mask
 from tolem.core.service import PaymentService
 from tolem.db.store import PgStore
+from tolem.gateway.handler import JOURNAL
 from tolem.settings import Settings
 
 TOKEN = "adm-7f3e9c1b2d4a6e8f0a1b2c3d"

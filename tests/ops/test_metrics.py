@@ -13,12 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.cli.test_serve import clean_env, free_port, wait_ready
 from tests.conftest import Factory
 from tests.ops.conftest import ClickWorld
-from tolem import metrics
-from tolem.app import JOURNAL
 from tolem.core import errors
 from tolem.core.model import PayCommand
 from tolem.core.service import PaymentService
 from tolem.db.store import PgStore
+from tolem.gateway.handler import JOURNAL
+from tolem.ops import metrics
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -17,8 +17,9 @@ from tests.http.click.conftest import SECRET, SERVICE_ID, ClickSide, echoing
 from tests.http.osmp.conftest import Kiosk
 from tests.ops.conftest import Cli
 from tests.security import spy_on_store
-from tolem.app import JOURNAL, create_app
+from tolem.app import create_app
 from tolem.core.payment_codes import mask
+from tolem.gateway.handler import JOURNAL
 from tolem.settings import Settings
 
 TOKEN = "adm-5e1f0c2b7d9a4e3f8a6b1c0d"

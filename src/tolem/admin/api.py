@@ -14,13 +14,13 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from tolem import metrics
 from tolem.admin.call import ADMIN_SETTINGS, POOL_GETTER, Answer, Call
 from tolem.admin.errors import ApiError, bad_input, error_response
 from tolem.admin.openapi import openapi_document
 from tolem.admin.routes import ROUTES, Route
 from tolem.db.pool import NO_WRITABLE_HOST
 from tolem.log import LOG_LINE
+from tolem.ops import metrics
 from tolem.routing import methods_elsewhere
 from tolem.settings import Settings
 

@@ -23,11 +23,11 @@ from typing import Any, Final
 import asyncpg
 import structlog
 
-from tolem import metrics
 from tolem.billing.sink import Delivered, Outcome, Progress, Retry, Sink
 from tolem.core.payment_codes import mask
 from tolem.db import outbox
 from tolem.db.pool import create_pool
+from tolem.ops import metrics
 from tolem.settings import Settings
 
 DEFAULT_BATCH: Final = 50

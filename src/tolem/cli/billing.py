@@ -37,7 +37,7 @@ async def cmd_deliver(args: argparse.Namespace, settings: Settings) -> int:
     if args.metrics_port is not None:
         from prometheus_client import start_http_server  # noqa: PLC0415
 
-        from tolem.metrics import REGISTRY  # noqa: PLC0415
+        from tolem.ops.metrics import REGISTRY  # noqa: PLC0415
 
         start_http_server(args.metrics_port, addr="127.0.0.1", registry=REGISTRY)
     stop = asyncio.Event()

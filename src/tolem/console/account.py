@@ -5,7 +5,6 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from tolem import metrics
 from tolem.console.panels import AccountPanel
 from tolem.console.web import (
     CALLS_SHOWN,
@@ -27,6 +26,7 @@ from tolem.db import journal as journal_db
 from tolem.db import operators as operator_db
 from tolem.db import providers as provider_db
 from tolem.db.operators import Action
+from tolem.ops import metrics
 
 # Payments per page of the account page.
 PAYMENTS_PER_PAGE: Final = 20

@@ -12,7 +12,6 @@ import jinja2
 import structlog
 from aiohttp import web
 
-from tolem import metrics
 from tolem.console import account, auth, i18n, search
 from tolem.console.pages import page_view
 from tolem.console.panels import ACCOUNT_PANELS, PAGES, AccountPanel, Page
@@ -45,6 +44,7 @@ from tolem.console.web import (
 from tolem.db import operators as operator_db
 from tolem.db.pool import NO_WRITABLE_HOST
 from tolem.log import LOG_LINE
+from tolem.ops import metrics
 from tolem.routing import methods_elsewhere
 from tolem.settings import Settings
 

@@ -6,7 +6,6 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from tolem import metrics
 from tolem.console import i18n
 from tolem.console.security import (
     CSRF_FIELD,
@@ -41,6 +40,7 @@ from tolem.console.web import (
 from tolem.db import operators as operator_db
 from tolem.db.operators import Action
 from tolem.log import LOG_LINE
+from tolem.ops import metrics
 from tolem.protocols.passwords import PERSON_COST, check_password
 
 _MAX_NAME_TYPED: Final = 64

@@ -6,8 +6,8 @@ from pydantic import SecretStr
 
 from tests.conftest import Factory
 from tests.http.osmp.conftest import XML_TYPE, ClientMaker, Kiosk, OsmpWorld, paid, refused
-from tolem import metrics
 from tolem.app import create_app
+from tolem.ops import metrics
 from tolem.settings import Settings
 
 

@@ -10,8 +10,9 @@ import pytest
 from tests.conftest import Factory
 from tests.http.osmp.conftest import Kiosk, OsmpWorld
 from tests.security import assert_no_secrets, captured_logs, spy_on_store
-from tolem.app import JOURNAL, create_app
+from tolem.app import create_app
 from tolem.core.payment_codes import mask
+from tolem.gateway.handler import JOURNAL
 from tolem.settings import Settings
 
 PASSWORD = "kiosk-Pa55word"

@@ -14,9 +14,9 @@ from structlog.testing import capture_logs
 import tolem.log
 from tests.conftest import Factory, provider_value
 from tests.http.payme.conftest import KEY, Clock, Payme, app_settings, err
-from tolem import metrics
 from tolem.app import create_app
 from tolem.core.model import Provider, WireProtocol
+from tolem.ops import metrics
 from tolem.protocols.payme import codes
 from tolem.protocols.payme.adapter import RPC_ID, PaymeAdapter, RpcId
 from tolem.protocols.registry import ADAPTERS

@@ -1,19 +1,35 @@
-"""Prometheus metrics operators watch. One registry per process (module level).
+"""Prometheus metrics operators watch, and the /metrics page. One registry per process (module level).
 
 With several worker processes (`TOLEM_WORKERS` > 1) a scrape reaches whichever worker the
 kernel picks, so `tolem serve` points PROMETHEUS_MULTIPROC_DIR at a fresh directory before
 starting them: each worker then writes its values there and every scrape sums all workers.
 """
 
+import asyncio
 import os
+from collections.abc import Callable
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+import asyncpg
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 from tolem.core.model import Provider
 from tolem.core.service import Observer
 from tolem.db import outbox as outbox_db
 from tolem.db import reconcile as reconcile_db
+
+_log = structlog.get_logger("tolem.metrics")
 
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
 
@@ -199,6 +215,46 @@ def exposition() -> bytes:
         multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
         return generate_latest(combined)
     return generate_latest(REGISTRY)
+
+
+# How often each worker refreshes its pool gauges; a scrape may reach any worker.
+POOL_GAUGE_SECONDS: Final = 1.0
+
+
+async def refresh_pool_gauges(pool: asyncpg.Pool) -> None:
+    """Keeps this worker's pool gauges current until cancelled."""
+    while True:
+        POOL_SIZE.set(pool.get_size())
+        POOL_IN_USE.set(pool.get_size() - pool.get_idle_size())
+        await asyncio.sleep(POOL_GAUGE_SECONDS)
+
+
+# A scrape waits at most this long for the reconciliation gauges, then shows the last values.
+RECONCILIATION_GAUGE_SECONDS: Final = 1.0
+
+
+async def _reconciliation_gauges(pool: asyncpg.Pool) -> None:
+    try:
+        async with asyncio.timeout(RECONCILIATION_GAUGE_SECONDS):
+            await refresh_reconciliation(pool)
+            await refresh_outbox(pool)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        _log.warning("reconciliation_gauges_failed", error=type(exc).__name__)
+
+
+def metrics_view(pool: Callable[[], asyncpg.Pool]) -> Handler:
+    """The /metrics handler over the application's pool (created in its lifecycle, hence `pool()`)."""
+
+    async def view(_request: web.Request) -> web.Response:
+        """Prometheus text exposition."""
+        # Pool gauges come from each worker's refresh_pool_gauges task: a scrape reaches only one worker.
+        await _reconciliation_gauges(pool())
+        body = exposition()
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    return view
 
 
 class PrometheusObserver(Observer):
