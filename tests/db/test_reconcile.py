@@ -15,6 +15,7 @@ from tolem.core import errors
 from tolem.core.model import PayCommand, Provider
 from tolem.core.service import PaymentService
 from tolem.db import reconcile as reconcile_db
+from tolem.db import registries as registry_db
 from tolem.db.store import PgStore
 from tolem.reconcile import formats
 from tolem.reconcile.credit import NotCreditable, credit_missing
@@ -47,13 +48,13 @@ async def reconcile(
     day: date = DAY,
     zone: str = BISHKEK,
     supersede: bool = False,
-) -> reconcile_db.Reconciliation:
+) -> registry_db.Reconciliation:
     """Parses and imports a QIWI registry as `tolem reconcile` does."""
     parsed = formats.parse(
         data, formats.Format.QIWI, zone=ZoneInfo(zone), key=formats.txn_key(provider.protocol)
     )
     async with pool.acquire() as conn:
-        return await reconcile_db.import_registry(
+        return await registry_db.import_registry(
             conn,
             provider=provider,
             day=day,
@@ -66,7 +67,7 @@ async def reconcile(
         )
 
 
-def kinds(done: reconcile_db.Reconciliation) -> set[tuple[str, str]]:
+def kinds(done: registry_db.Reconciliation) -> set[tuple[str, str]]:
     """(kind, txn) of every difference."""
     return {(d.kind, d.txn) for d in done.differences}
 
@@ -162,7 +163,7 @@ class TestDiff:
             registry(("1", at(25, 0), code, "100.00"), ("2", at(25, 23, 59, 59), code, "5.00")),
         )
         assert done.agree
-        assert (done.theirs, done.ours) == (reconcile_db.Side(2, 105_00), reconcile_db.Side(2, 105_00))
+        assert (done.theirs, done.ours) == (registry_db.Side(2, 105_00), registry_db.Side(2, 105_00))
         assert await rows(pool, "SELECT id FROM discrepancies") == []
 
     async def test_the_day_is_bounded_in_the_registry_zone(
@@ -178,7 +179,7 @@ class TestDiff:
             await pay(service, provider, "2", code, 2_00, at(26, 0, 0, 30))
         in_bishkek = await reconcile(pool, bishkek, registry(("1", at(25, 23, 59, 59), code, "1.00")))
         assert in_bishkek.agree
-        assert in_bishkek.ours == reconcile_db.Side(1, 1_00)
+        assert in_bishkek.ours == registry_db.Side(1, 1_00)
         in_utc = await reconcile(
             pool,
             utc,
@@ -188,13 +189,13 @@ class TestDiff:
             zone="UTC",
         )
         assert in_utc.agree
-        assert in_utc.ours == reconcile_db.Side(2, 3_00)
+        assert in_utc.ours == registry_db.Side(2, 3_00)
         # In Bishkek payment 2 belongs to the 26th: that day's registry claims it.
         next_day = await reconcile(
             pool, bishkek, registry(("2", at(26, 0, 0, 30), code, "2.00")), day=date(2026, 11, 26)
         )
         assert next_day.agree
-        assert next_day.ours == reconcile_db.Side(1, 2_00)
+        assert next_day.ours == registry_db.Side(1, 2_00)
 
     async def test_a_payment_listed_by_the_neighbouring_day_is_a_day_mismatch_not_missing(
         self, pool: asyncpg.Pool, factory: Factory, service: PaymentService
@@ -247,7 +248,7 @@ class TestDiff:
             ("1", at(25, 10), code, "1.00"), ("2", at(25, 11), code, "2.00"), ("3", at(25, 12), code, "3.00")
         )
         first = await reconcile(pool, provider, old)
-        with pytest.raises(reconcile_db.RegistryConflict) as conflict:
+        with pytest.raises(registry_db.RegistryConflict) as conflict:
             await reconcile(pool, provider, new)
         assert conflict.value.latest.id == first.registry.id
         second = await reconcile(pool, provider, new, supersede=True)
@@ -256,7 +257,7 @@ class TestDiff:
             ("missing_ours", "2", False),
             ("missing_ours", "3", True),
         }
-        with pytest.raises(reconcile_db.RegistrySuperseded):
+        with pytest.raises(registry_db.RegistrySuperseded):
             await reconcile(pool, provider, old)
 
     async def test_two_imports_of_one_file_at_once_store_it_once(

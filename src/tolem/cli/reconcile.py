@@ -27,6 +27,7 @@ from tolem.core.model import WireProtocol
 from tolem.core.money import format_amount
 from tolem.core.service import PaymentService
 from tolem.db import reconcile as reconcile_db
+from tolem.db import registries as registry_db
 from tolem.db.pool import create_pool
 from tolem.db.store import PgStore
 from tolem.reconcile import formats
@@ -89,7 +90,7 @@ def _money(minor: int | None) -> str | None:
     return None if minor is None else format_amount(minor)
 
 
-def _difference_dict(d: reconcile_db.Difference) -> dict[str, Any]:
+def _difference_dict(d: registry_db.Difference) -> dict[str, Any]:
     data = asdict(d)
     data["theirs_amount"] = _money(d.theirs_amount_minor)
     data["ours_amount"] = _money(d.ours_amount_minor)
@@ -97,11 +98,11 @@ def _difference_dict(d: reconcile_db.Difference) -> dict[str, Any]:
     return data
 
 
-def _side(side: reconcile_db.Side) -> dict[str, Any]:
+def _side(side: registry_db.Side) -> dict[str, Any]:
     return {"count": side.count, "total_minor": side.total_minor, "total": format_amount(side.total_minor)}
 
 
-def _difference_text(d: reconcile_db.Difference, currency: str, tz: ZoneInfo) -> str:
+def _difference_text(d: registry_db.Difference, currency: str, tz: ZoneInfo) -> str:
     at = d.at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S%z")
     detail = {
         "missing_ours": f"theirs {_money(d.theirs_amount_minor)} {currency} to {d.theirs_code or '-'}"
@@ -120,7 +121,7 @@ def _difference_text(d: reconcile_db.Difference, currency: str, tz: ZoneInfo) ->
     return f"  #{d.discrepancy_id:<6} {d.kind:<15} txn {d.txn:<20} {where:<11} {detail}  [{status}]"
 
 
-def _report(args: argparse.Namespace, done: reconcile_db.Reconciliation) -> None:
+def _report(args: argparse.Namespace, done: registry_db.Reconciliation) -> None:
     r = done.registry
     tz = ZoneInfo(r.zone)
     data = {
@@ -200,7 +201,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if business_day is None:
             raise UsageError(f"{path.name}: cannot tell which day it covers; give --day YYYY-MM-DD")
         try:
-            done = await reconcile_db.import_registry(
+            done = await registry_db.import_registry(
                 conn,
                 provider=provider,
                 day=business_day,
@@ -211,7 +212,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 imported_by=operator,
                 supersede=args.supersede,
             )
-        except reconcile_db.RegistryConflict as exc:
+        except registry_db.RegistryConflict as exc:
             old = exc.latest
             raise UsageError(
                 f"{provider.name} {business_day} already has registry #{old.id} (revision {old.revision}, "
@@ -219,7 +220,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 f"other content; nothing stored. Pass --supersede to store this file as revision "
                 f"{old.revision + 1} and diff it"
             ) from exc
-        except reconcile_db.RegistrySuperseded as exc:
+        except registry_db.RegistrySuperseded as exc:
             raise UsageError(
                 f"{path.name} is revision {exc.stored.revision} of {provider.name} {business_day}, "
                 f"superseded by revision {exc.latest.revision} ({exc.latest.file_name}); nothing stored"
