@@ -1,6 +1,7 @@
 """What every command shares: the usage error, output, input validation, the database session."""
 
 import argparse
+import getpass
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -12,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
-from tolem.core.money import AmountError, parse_amount
+from tolem.core.money import AmountError, format_amount, parse_amount
 from tolem.core.payment_codes import CodeShape, classify, normalize
 from tolem.db import migrate as migrate_db
 from tolem.db.ledger import CurrencyMismatch
@@ -100,6 +101,21 @@ def amount(text: str) -> int:
         return parse_amount(text)
     except AmountError as exc:
         raise UsageError(f"bad amount {text!r}: {exc}") from exc
+
+
+def shown_amount(minor: int | None) -> str | None:
+    """Minor units as a decimal string in major units; None stays None."""
+    return None if minor is None else format_amount(minor)
+
+
+def operator_name(given: str | None) -> str:
+    """Who runs the command: --operator NAME when given, else the OS user."""
+    if given is not None:
+        return given
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError) as exc:
+        raise UsageError("cannot tell who you are: pass --operator NAME") from exc
 
 
 def text(value: str, what: str, limit: int) -> str:
