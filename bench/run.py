@@ -36,9 +36,10 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from bench import peer
+from bench.balancer import Balancer, Fleet
 from bench.harness import Database, Server, free_port, seed
+from bench.pgbouncer import PgBouncer
 from bench.protocols import RequestBuilder, bare, lua_string, osmp, payme
-from bench.topology import Balancer, Fleet, PgBouncer
 from tolem.db.audit import audit
 
 DRIVER = Path(__file__).with_name("driver.lua")
