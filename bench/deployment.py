@@ -21,6 +21,7 @@ from typing import Final
 
 import aiohttp
 
+from bench.balancer import Balancer, OneOfMany, wait_until_balanced
 from bench.chaos import (
     CALLERS,
     DEADLINE,
@@ -37,16 +38,8 @@ from bench.chaos import (
     txn_ids,
 )
 from bench.harness import CLUSTER_OPTIONS, Database, Server
-from bench.topology import (
-    Balancer,
-    OneOfMany,
-    PgBouncer,
-    kill_cluster,
-    promote,
-    remove_cluster,
-    start_standby,
-    wait_until_balanced,
-)
+from bench.pgbouncer import PgBouncer
+from bench.standby import kill_cluster, promote, remove_cluster, start_standby
 
 # What tolem needs to know about PgBouncer in front of it (README, docs/deployment.md).
 POOLER: Final = {"TOLEM_DATABASE_POOLER": "pgbouncer"}

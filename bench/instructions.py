@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import Database, Server, free_port
-from bench.run import SCENARIOS, Options, _servers, _targets, run_wrk, wrk_script
+from bench.load import SCENARIOS, run_wrk, wrk_script
+from bench.run import Options
+from bench.targets import gateway_targets, seeded_servers
 
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -121,8 +123,11 @@ async def run(
     database = await Database.create(server_dsn)
     counts: list[Count] = []
     try:
-        codes, tolem_server, bare_server = await _servers(Options(), database.dsn)
-        targets = {t.name: t for t in _targets(tolem_server, bare_server, codes, "", database.dsn)}
+        options = Options()
+        codes, tolem_server, bare_server = await seeded_servers(
+            database.dsn, accounts=options.accounts, workers=options.workers, pool=options.pool
+        )
+        targets = {t.name: t for t in gateway_targets(tolem_server, bare_server, codes, "", database.dsn)}
         bare_target, tolem_target = targets["bare osmp pay"], targets["tolem osmp pay"]
         for name in scenarios:
             scenario = SCENARIOS[name]

@@ -28,7 +28,7 @@ import asyncpg
 from bench.harness import Database, seed
 from tolem.core.model import WireProtocol
 from tolem.db import providers as provider_db
-from tolem.db import reconcile as reconcile_db
+from tolem.db import registries as registry_db
 from tolem.reconcile import formats
 
 BATCH = 10_000
@@ -170,7 +170,7 @@ async def main_async(
             parse = time.perf_counter() - started
             provider = await provider_db.get(conn, "kiosk")
             started = time.perf_counter()
-            again = await reconcile_db.import_registry(
+            again = await registry_db.import_registry(
                 conn,
                 provider=provider,
                 day=DAY.date(),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 import structlog
 
@@ -33,6 +34,20 @@ class Run:
 
 
 Cli = Callable[..., Awaitable[Run]]
+
+
+def one_error_line(run: Run) -> None:
+    """Bad input: non-zero exit and exactly one line on stderr."""
+    assert run.code != 0
+    lines = [line for line in run.err.splitlines() if line.strip()]
+    assert len(lines) == 1, run.err
+    assert lines[0].startswith("tolem: error: ")
+
+
+async def count(pool: asyncpg.Pool, table: str) -> int:
+    """Rows in a table."""
+    async with pool.acquire() as conn:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.cli.conftest import Cli
-from tests.cli.test_cli import count, one_error_line
+from tests.cli.conftest import Cli, count, one_error_line
 
 
 async def test_provider_add_refuses_a_database_in_another_currency(

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.cli.conftest import Cli
-from tests.cli.test_cli import count
+from tests.cli.conftest import Cli, count, one_error_line
 
 
 def _csv(tmp_path: Path, name: str, text: str) -> str:
@@ -106,3 +105,44 @@ async def test_clean_import_exits_zero_and_unknown_columns_are_refused(
     twice = _csv(tmp_path, "twice.csv", "payment_code,email,name,email\n100009,a@old.kg,A,b@old.kg\n")
     assert "more than once: email" in (await cli("account", "import", twice)).err
     assert await count(pool, "accounts") == 1
+
+
+class TestImport:
+    CSV = (
+        "payment_code,email,name,account_ref,services,status\n"
+        "100001,a@old.kg,Asanov Asan,A1,a.kg;b.kg,active\n"
+        "100002,a@old.kg,Asanova Aida,A1,,active\n"
+        "100003,c@old.kg,Chubakov Chyngyz,,c.kg,blocked\n"
+        "bad code!,d@old.kg,D,,,active\n"
+        "100005,no-email,E,,,active\n"
+        "100006,f@old.kg,F,,,frozen\n"
+        "001234567890,g@old.kg,G,,,active\n"
+    )
+
+    async def test_import_reports_and_is_idempotent(self, cli: Cli, tmp_path: Path) -> None:
+        """Rows create accounts (shared by account_ref), refusals name their line; re-import skips."""
+        path = tmp_path / "old.csv"
+        path.write_text(self.CSV, encoding="utf-8")
+        first = (await cli("account", "import", str(path), "--json")).json()
+        assert (first["created"], first["skipped"]) == (3, 0)
+        assert [r["line"] for r in first["refused"]] == [5, 6, 7, 8]
+        second = (await cli("account", "import", str(path), "--json")).json()
+        assert (second["created"], second["skipped"], len(second["refused"])) == (0, 3, 4)
+        shared = (await cli("account", "show", "--code", "100002", "--json")).json()[0]
+        assert [p["payment_code"] for p in shared["payers"]] == ["100001", "100002"]
+        assert shared["services"] == ["a.kg", "b.kg"]
+        blocked = (await cli("account", "show", "--code", "100003", "--json")).json()[0]
+        assert blocked["status"] == "blocked"
+        text = await cli("account", "import", str(path))
+        assert "line 8:" in text.out
+
+    async def test_import_refuses_bad_files(self, cli: Cli, tmp_path: Path, pool: asyncpg.Pool) -> None:
+        """Missing file, non-UTF-8 and a header without required columns are one-line errors."""
+        one_error_line(await cli("account", "import", str(tmp_path / "missing.csv")))
+        latin = tmp_path / "latin.csv"
+        latin.write_bytes("payment_code,email,name\n1,a@b.kg,Ásan\n".encode("latin-1"))
+        one_error_line(await cli("account", "import", str(latin)))
+        headless = tmp_path / "headless.csv"
+        headless.write_text("code,mail\n1,a@b.kg\n")
+        one_error_line(await cli("account", "import", str(headless)))
+        assert await count(pool, "accounts") == 0

@@ -5,8 +5,7 @@ import io
 import asyncpg
 import pytest
 
-from tests.cli.conftest import Cli
-from tests.cli.test_cli import count, one_error_line
+from tests.cli.conftest import Cli, count, one_error_line
 from tolem.protocols.passwords import verify_password
 
 

@@ -9,8 +9,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from tests.cli.conftest import Cli
-from tests.cli.test_cli import count, one_error_line
+from tests.cli.conftest import Cli, count, one_error_line
 from tests.conftest import Factory
 from tolem.core.model import PayCommand, Provider
 from tolem.core.service import PaymentService

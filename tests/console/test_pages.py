@@ -21,6 +21,7 @@ from tolem.console.web import moment, money
 from tolem.db import console as console_db
 from tolem.db import providers as provider_db
 from tolem.db import reconcile as reconcile_db
+from tolem.db import registries as registry_db
 from tolem.log import canonical_log_line
 from tolem.reconcile import formats
 from tolem.settings import Settings
@@ -181,7 +182,7 @@ class TestDiscrepancies:
             provider = await provider_db.get(conn, "kiosk")
             key = formats.txn_key(provider.protocol)
             parsed = formats.parse(data, formats.Format.QIWI, zone=ZoneInfo("Asia/Bishkek"), key=key)
-            diffed = await reconcile_db.import_registry(
+            diffed = await registry_db.import_registry(
                 conn,
                 provider=provider,
                 day=date(2026, 11, 25),

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bench.topology import PgBouncer, missing
+from bench.pgbouncer import PgBouncer
+from bench.topology import missing
 
 PACKAGES = {"pgbouncer": "pgbouncer", "haproxy": "haproxy", "pg_basebackup": "postgresql"}
 

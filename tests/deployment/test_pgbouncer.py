@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from bench.deployment import PGBOUNCER_SCENARIOS, through_pgbouncer
-from bench.topology import PgBouncer
+from bench.pgbouncer import PgBouncer
 from tests.conftest import Factory
 from tests.deployment.conftest import need
 from tolem.app import create_app

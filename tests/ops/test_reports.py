@@ -14,6 +14,7 @@ from tests.ops.test_metrics import samples, value
 from tolem.core.model import PayCommand, Provider
 from tolem.core.service import PaymentService
 from tolem.db import reconcile as reconcile_db
+from tolem.db import registries as registry_db
 from tolem.reconcile import formats
 
 __all__ = ["admin", "settings"]
@@ -87,12 +88,12 @@ class TestPaymentsList:
 
 async def reconciled(
     pool: asyncpg.Pool, provider: Provider, text: str, day: date
-) -> reconcile_db.Reconciliation:
+) -> registry_db.Reconciliation:
     """A QIWI registry imported and diffed."""
     data = text.encode()
     parsed = formats.parse(data, formats.Format.QIWI, zone=BISHKEK, key=formats.txn_key(provider.protocol))
     async with pool.acquire() as conn:
-        return await reconcile_db.import_registry(
+        return await registry_db.import_registry(
             conn,
             provider=provider,
             day=day,

@@ -1,6 +1,7 @@
 """What every command shares: the usage error, output, input validation, the database session."""
 
 import argparse
+import getpass
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ import asyncpg
 
 from tolem.core.errors import MalformedCode
 from tolem.core.model import is_email
-from tolem.core.money import AmountError, parse_amount
+from tolem.core.money import AmountError, format_amount, parse_amount
 from tolem.core.payment_codes import validate_code
 from tolem.core.times import parse_moment
 from tolem.db import migrate as migrate_db
@@ -101,6 +102,21 @@ def amount(text: str) -> int:
         return parse_amount(text)
     except AmountError as exc:
         raise UsageError(f"bad amount {text!r}: {exc}") from exc
+
+
+def shown_amount(minor: int | None) -> str | None:
+    """Minor units as a decimal string in major units; None stays None."""
+    return None if minor is None else format_amount(minor)
+
+
+def operator_name(given: str | None) -> str:
+    """Who runs the command: --operator NAME when given, else the OS user."""
+    if given is not None:
+        return given
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError) as exc:
+        raise UsageError("cannot tell who you are: pass --operator NAME") from exc
 
 
 def text(value: str, what: str, limit: int) -> str:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from tolem.cli.common import Commands, Parser, UsageError, connected, to_json
 from tolem.cli.report import day, provider_zone
 from tolem.core.money import format_amount
-from tolem.db import reconcile as reconcile_db
+from tolem.db import registries as registry_db
 from tolem.db import reports as reports_db
 from tolem.settings import Settings
 
@@ -57,7 +57,7 @@ async def cmd_payments_export(args: argparse.Namespace, settings: Settings) -> i
     fmt = "json" if args.json else args.format
     async with connected(settings) as conn:
         provider, zone = await provider_zone(conn, args.provider, settings)
-        start, end = reconcile_db.day_bounds(wanted, zone)
+        start, end = registry_db.day_bounds(wanted, zone)
         rows = await reports_db.day_payments(conn, provider.id, start, end)
     tz = ZoneInfo(zone)
     payments = [_payment_dict(r, tz) for r in rows]

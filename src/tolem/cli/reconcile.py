@@ -12,25 +12,30 @@ subcommand). Options follow PROVIDER FILE or the subcommand's ID.
 """
 
 import argparse
-import getpass
 import hashlib
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from tolem.cli.common import Command, Commands, Parser, UsageError, connected, emit, local_time, zone
+from tolem.cli.common import (
+    Command,
+    Commands,
+    Parser,
+    UsageError,
+    connected,
+    emit,
+    local_time,
+    operator_name,
+    shown_amount,
+    zone,
+)
+from tolem.cli.discrepancies import cmd_credit, cmd_list, cmd_resolve
 from tolem.cli.report import day, provider_zone
-from tolem.core import errors
 from tolem.core.model import WireProtocol
 from tolem.core.money import format_amount
-from tolem.core.service import PaymentService
-from tolem.db import reconcile as reconcile_db
-from tolem.db.pool import create_pool
-from tolem.db.store import PgStore
+from tolem.db import registries as registry_db
 from tolem.reconcile import formats
-from tolem.reconcile.credit import NotCreditable, credit_missing
 from tolem.settings import Settings
 
 # Each protocol's usual registry; Click sends none of its own, so its CSV needs a mapping.
@@ -38,15 +43,6 @@ _DEFAULT_FORMAT: Final = {WireProtocol.OSMP: formats.Format.QIWI, WireProtocol.P
 # At most this many bad lines are named on the one line of the error.
 _SHOWN_PROBLEMS: Final = 10
 _DELIMITERS: Final = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";"}
-
-
-def _operator(given: str | None) -> str:
-    if given is not None:
-        return given
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError) as exc:
-        raise UsageError("cannot tell who you are: pass --operator NAME") from exc
 
 
 def _values(text: str | None, default: frozenset[str]) -> frozenset[str]:
@@ -85,29 +81,26 @@ def _refused(args: argparse.Namespace, path: Path, exc: formats.RegistryError) -
     return UsageError(f"{path.name} refused ({exc.total} problem(s)), nothing stored: {shown}{more}")
 
 
-def _money(minor: int | None) -> str | None:
-    return None if minor is None else format_amount(minor)
-
-
-def _difference_dict(d: reconcile_db.Difference) -> dict[str, Any]:
+def _difference_dict(d: registry_db.Difference) -> dict[str, Any]:
     data = asdict(d)
-    data["theirs_amount"] = _money(d.theirs_amount_minor)
-    data["ours_amount"] = _money(d.ours_amount_minor)
+    data["theirs_amount"] = shown_amount(d.theirs_amount_minor)
+    data["ours_amount"] = shown_amount(d.ours_amount_minor)
     data["open"] = d.resolved_at is None
     return data
 
 
-def _side(side: reconcile_db.Side) -> dict[str, Any]:
+def _side(side: registry_db.Side) -> dict[str, Any]:
     return {"count": side.count, "total_minor": side.total_minor, "total": format_amount(side.total_minor)}
 
 
-def _difference_text(d: reconcile_db.Difference, currency: str, tz: ZoneInfo) -> str:
+def _difference_text(d: registry_db.Difference, currency: str, tz: ZoneInfo) -> str:
     at = local_time(d.at, tz)
     detail = {
-        "missing_ours": f"theirs {_money(d.theirs_amount_minor)} {currency} to {d.theirs_code or '-'}"
+        "missing_ours": f"theirs {shown_amount(d.theirs_amount_minor)} {currency} to {d.theirs_code or '-'}"
         f" at {at}",
-        "missing_theirs": f"ours {_money(d.ours_amount_minor)} {currency} to {d.ours_code} at {at}",
-        "amount_mismatch": f"theirs {_money(d.theirs_amount_minor)}, ours {_money(d.ours_amount_minor)}",
+        "missing_theirs": f"ours {shown_amount(d.ours_amount_minor)} {currency} to {d.ours_code} at {at}",
+        "amount_mismatch": f"theirs {shown_amount(d.theirs_amount_minor)}, "
+        f"ours {shown_amount(d.ours_amount_minor)}",
         "code_mismatch": f"theirs {d.theirs_code}, ours {d.ours_code}",
         "state_mismatch": f"theirs {d.theirs_state}, ours {d.ours_state}",
         "day_mismatch": f"ours on {d.ours_day}",
@@ -120,7 +113,7 @@ def _difference_text(d: reconcile_db.Difference, currency: str, tz: ZoneInfo) ->
     return f"  #{d.discrepancy_id:<6} {d.kind:<15} txn {d.txn:<20} {where:<11} {detail}  [{status}]"
 
 
-def _report(args: argparse.Namespace, done: reconcile_db.Reconciliation) -> None:
+def _report(args: argparse.Namespace, done: registry_db.Reconciliation) -> None:
     r = done.registry
     tz = ZoneInfo(r.zone)
     data = {
@@ -139,7 +132,7 @@ def _report(args: argparse.Namespace, done: reconcile_db.Reconciliation) -> None
             "imported_by": r.imported_by,
             "lines": r.line_count,
             "declared_count": r.declared_count,
-            "declared_total": _money(r.declared_minor),
+            "declared_total": shown_amount(r.declared_minor),
         },
         "theirs": {**_side(done.theirs), "not_paid": done.theirs_not_paid},
         "ours": _side(done.ours),
@@ -148,7 +141,7 @@ def _report(args: argparse.Namespace, done: reconcile_db.Reconciliation) -> None
     }
     stored = "stored now" if done.stored_now else f"stored before, {r.imported_at:%Y-%m-%d %H:%M} UTC"
     trailer = (
-        f"  (Total line: {r.declared_count}, {_money(r.declared_minor)})"
+        f"  (Total line: {r.declared_count}, {shown_amount(r.declared_minor)})"
         if r.declared_count is not None
         else ""
     )
@@ -176,7 +169,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         data = path.read_bytes()  # noqa: ASYNC240 - a CLI reading one file before it connects
     except FileNotFoundError as exc:
         raise UsageError(f"no such file: {path}") from exc
-    operator = _operator(args.operator)
+    operator = operator_name(args.operator)
     given_zone = zone(args.zone)
     wanted_day = None if args.day is None else day(args.day, "--day")
     async with connected(settings) as conn:
@@ -200,7 +193,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if business_day is None:
             raise UsageError(f"{path.name}: cannot tell which day it covers; give --day YYYY-MM-DD")
         try:
-            done = await reconcile_db.import_registry(
+            done = await registry_db.import_registry(
                 conn,
                 provider=provider,
                 day=business_day,
@@ -211,7 +204,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 imported_by=operator,
                 supersede=args.supersede,
             )
-        except reconcile_db.RegistryConflict as exc:
+        except registry_db.RegistryConflict as exc:
             old = exc.latest
             raise UsageError(
                 f"{provider.name} {business_day} already has registry #{old.id} (revision {old.revision}, "
@@ -219,131 +212,13 @@ async def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 f"other content; nothing stored. Pass --supersede to store this file as revision "
                 f"{old.revision + 1} and diff it"
             ) from exc
-        except reconcile_db.RegistrySuperseded as exc:
+        except registry_db.RegistrySuperseded as exc:
             raise UsageError(
                 f"{path.name} is revision {exc.stored.revision} of {provider.name} {business_day}, "
                 f"superseded by revision {exc.latest.revision} ({exc.latest.file_name}); nothing stored"
             ) from exc
     _report(args, done)
     return 0 if done.agree else 1
-
-
-def _discrepancy_dict(d: reconcile_db.Discrepancy) -> dict[str, Any]:
-    data = asdict(d)
-    data["theirs_amount"] = _money(d.theirs_amount_minor)
-    data["ours_amount"] = _money(d.ours_amount_minor)
-    data["open"] = d.open
-    return data
-
-
-def _discrepancy_text(d: reconcile_db.Discrepancy) -> str:
-    sides = []
-    if d.theirs_amount_minor is not None or d.theirs_code or d.theirs_state:
-        sides.append(
-            f"theirs {_money(d.theirs_amount_minor) or '-'} {d.theirs_code or '-'} {d.theirs_state or '-'}"
-        )
-    if d.ours_amount_minor is not None or d.ours_code or d.ours_state:
-        sides.append(f"ours {_money(d.ours_amount_minor) or '-'} {d.ours_code or '-'} {d.ours_state or '-'}")
-    head = f"#{d.id:<6} {d.provider:<12} {d.business_day}  {d.kind:<15} txn {d.txn:<20} {'; '.join(sides)}"
-    if d.open:
-        return head + "  [open]"
-    credited = f", payment {d.credited_payment_id}" if d.credited_payment_id else ""
-    when = f"{d.resolved_at:%Y-%m-%d %H:%M} UTC"
-    return f"{head}  [resolved by {d.resolved_by} at {when}{credited}: {d.resolution_note}]"
-
-
-async def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    """Discrepancies, newest first."""
-    if not 0 < args.limit <= 10_000:
-        raise UsageError("--limit must be 1 to 10000")
-    async with connected(settings) as conn:
-        if args.provider is not None:
-            await provider_zone(conn, args.provider, settings)
-        found = await reconcile_db.list_discrepancies(
-            conn, provider=args.provider, include_resolved=args.all, limit=args.limit
-        )
-    nothing = "no discrepancies" if args.all else "no open discrepancies"
-    emit(args, [_discrepancy_dict(d) for d in found], "\n".join(map(_discrepancy_text, found)) or nothing)
-    return 0
-
-
-def _resolution_error(exc: reconcile_db.AlreadyResolved) -> UsageError:
-    d = exc.discrepancy
-    return UsageError(
-        f"discrepancy {d.id} was already resolved by {d.resolved_by} at "
-        f"{d.resolved_at:%Y-%m-%d %H:%M} UTC: {d.resolution_note}"
-    )
-
-
-async def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
-    """Resolves an open discrepancy with a note."""
-    operator = _operator(args.operator)
-    async with connected(settings) as conn:
-        try:
-            done = await reconcile_db.resolve(conn, args.id, operator=operator, note=args.note)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-        except reconcile_db.DiscrepancyNotFound as exc:
-            raise UsageError(f"no discrepancy {args.id}") from exc
-        except reconcile_db.AlreadyResolved as exc:
-            raise _resolution_error(exc) from exc
-    emit(args, _discrepancy_dict(done), f"resolved: {_discrepancy_text(done)}")
-    return 0
-
-
-async def cmd_credit(args: argparse.Namespace, settings: Settings) -> int:
-    """Credits a missing payment from the registry through the idempotent pay, then resolves."""
-    operator = _operator(args.operator)
-    assert settings.database_url is not None
-    async with connected(settings) as conn:
-        pool = await create_pool(
-            settings.database_url.get_secret_value(), size=1, deadline=settings.request_deadline
-        )
-        store = PgStore(pool, lanes=1)
-        try:
-            done = await credit_missing(
-                conn, PaymentService(store), args.id, operator=operator, note=args.note
-            )
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
-        except reconcile_db.DiscrepancyNotFound as exc:
-            raise UsageError(f"no discrepancy {args.id}") from exc
-        except reconcile_db.AlreadyResolved as exc:
-            raise _resolution_error(exc) from exc
-        except NotCreditable as exc:
-            raise UsageError(f"{exc}; resolve it with a note instead") from exc
-        except errors.DomainError as exc:
-            raise UsageError(
-                f"not credited ({exc.code}: {exc.message}); discrepancy {args.id} stays open"
-            ) from exc
-        except errors.TemporarilyUnavailable as exc:
-            print(
-                f"tolem: error: database unavailable, outcome unknown ({exc}); run the same command "
-                "again: it credits at most once",
-                file=sys.stderr,
-            )
-            return 1
-        finally:
-            await store.close()
-            await pool.close()
-    payment = done.payment
-    said = "already paid, nothing credited again" if done.replayed else "credited"
-    emit(
-        args,
-        {
-            "credited": not done.replayed,
-            "payment_id": payment.id,
-            "txn": payment.external_id,
-            "amount_minor": payment.amount_minor,
-            "amount": format_amount(payment.amount_minor),
-            "currency": payment.currency,
-            "discrepancy": _discrepancy_dict(done.discrepancy),
-        },
-        f"{said}: payment {payment.id}, txn {payment.external_id}, "
-        f"{format_amount(payment.amount_minor)} {payment.currency}\n"
-        f"resolved: {_discrepancy_text(done.discrepancy)}",
-    )
-    return 0
 
 
 def _subparsers(common: Parser) -> dict[str, Parser]:

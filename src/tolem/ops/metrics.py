@@ -28,6 +28,7 @@ from tolem.core.model import Provider
 from tolem.core.service import Observer
 from tolem.db import outbox as outbox_db
 from tolem.db import reconcile as reconcile_db
+from tolem.db import registries as registry_db
 
 _log = structlog.get_logger("tolem.metrics")
 
@@ -197,7 +198,7 @@ async def refresh_reconciliation(source: Any) -> None:
     """Sets the reconciliation gauges from the database (`source`: a pool or connection)."""
     for provider, count in (await reconcile_db.open_counts(source)).items():
         DISCREPANCIES_OPEN.labels(provider).set(count)
-    for provider, start in (await reconcile_db.last_reconciled(source)).items():
+    for provider, start in (await registry_db.last_reconciled(source)).items():
         RECONCILED_DAY.labels(provider).set(start.timestamp())
 
 

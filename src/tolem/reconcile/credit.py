@@ -15,6 +15,7 @@ from tolem.core.model import PayCommand, Payment
 from tolem.core.service import PaymentService
 from tolem.db import providers as provider_db
 from tolem.db import reconcile as reconcile_db
+from tolem.db import registries as registry_db
 
 # What the resolution note says before the operator's own words.
 _SAID_ROOM: Final = 200
@@ -54,7 +55,7 @@ async def credit_missing(
     if found.kind != "missing_ours":
         raise NotCreditable(f"discrepancy {found.id} is {found.kind}; only missing_ours can be credited")
     assert found.line_no is not None
-    line = await reconcile_db.registry_line(conn, found.registry_id, found.line_no)
+    line = await registry_db.registry_line(conn, found.registry_id, found.line_no)
     if line.state != "paid":
         raise NotCreditable(f"the registry lists transaction {found.txn} as {line.state}, not paid")
     if line.payment_code is None:
