@@ -18,6 +18,8 @@ import pytest
 from tests.cli.conftest import clean_env, free_port, wait_ready
 from tolem.db.embedded import default_data_dir, stop_cluster
 
+pytestmark = pytest.mark.slow
+
 _RESULT = re.compile(r"<result>(\d+)</result>")
 
 

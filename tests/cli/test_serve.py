@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 import tolem
 from tests.cli.conftest import clean_env, free_port, wait_ready
 from tests.conftest import Factory
+
+pytestmark = pytest.mark.slow
 
 
 def listening_holders(port: int) -> dict[int, int]:

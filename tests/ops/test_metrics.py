@@ -82,6 +82,7 @@ async def test_idempotency_conflicts_are_counted(pool: asyncpg.Pool, factory: Fa
     assert counter._value.get() - start == 1
 
 
+@pytest.mark.slow
 async def test_every_worker_is_counted_whichever_answers_the_scrape(database_url: str) -> None:
     """With two workers each scrape reports the calls both of them served."""
     port = free_port()

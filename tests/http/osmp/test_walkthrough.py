@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import ledger_violations
@@ -41,6 +42,7 @@ async def tolem(database_url: str, *args: str) -> Any:
     return json.loads(out)
 
 
+@pytest.mark.slow
 async def test_readme_walkthrough(
     aiohttp_client: ClientMaker,
     settings: Settings,
