@@ -3,7 +3,9 @@ for every protocol."""
 
 import pytest
 
-from bench.chaos import CALLERS, Figures, run
+from bench.aggregators import CALLERS
+from bench.chaos import run
+from bench.verdict import Figures
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("protocol", sorted(CALLERS))]
 
