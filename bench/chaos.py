@@ -1,4 +1,5 @@
-"""Chaos runs: exactly-once under races, a server crash, a database outage and a slow database.
+"""Chaos runs: exactly-once under races, a server crash, a database outage, a slow database,
+and towards the billing through a failing receiver and killed dispatchers (bench/chaos_billing.py).
 
 Runs the real server as a subprocess against a real throwaway PostgreSQL cluster and talks to it
 over HTTP as the aggregators do: OSMP kiosks, Payme (create, perform) and Click (prepare,
@@ -9,6 +10,7 @@ a final code answered while we could not know, or a replay answering differently
     python -m bench.chaos                          # every protocol, default sizes
     python -m bench.chaos --scale 0.1              # what the test suite runs
     python -m bench.chaos --protocol payme --scenario outage
+    python -m bench.chaos --scenario billing --scale 3   # OSMP only, whatever --protocol says
 """
 
 import argparse
@@ -22,6 +24,7 @@ from typing import Final
 import aiohttp
 import asyncpg
 
+from bench import chaos_billing
 from bench.aggregators import CALLERS, CLICK_SECRET, OK, PAYME_KEY, PROVIDERS, RETRY, Answer, caller, txn_ids
 from bench.harness import Database, Server, seed
 from bench.verdict import Figures, credits_by_txn, report, resend_until_answered, settle
@@ -232,7 +235,7 @@ async def slow(server: Server, dsn: str, codes: list[str], deadline: float, prot
     return figures
 
 
-SCENARIOS: Final = ("races", "crash", "outage", "slow")
+SCENARIOS: Final = ("races", "crash", "outage", "slow", "billing")
 # The servers' request deadline in every scenario: short, so that "retry" comes quickly.
 DEADLINE: Final = 2.0
 
@@ -271,10 +274,20 @@ async def play(
     return figures
 
 
-async def run(scale: float, scenarios: list[str], workers: int, protocol: str = "osmp") -> list[Figures]:
+async def run(
+    scale: float,
+    scenarios: list[str],
+    workers: int,
+    protocol: str = "osmp",
+    billing: chaos_billing.Plan | None = None,
+) -> list[Figures]:
     """Every chosen scenario on one throwaway cluster, each on a fresh database."""
-    results = []
+    results: list[Figures] = []
     for name in scenarios:
+        if name == "billing":
+            # It brings its own receiver and dispatchers around the server, and speaks OSMP.
+            results.append(await chaos_billing.run(billing or chaos_billing.Plan.scaled(scale), workers))
+            continue
         database = await Database.create()
         server = Server.tolem(database.dsn, workers=workers if name != "crash" else 1, deadline=DEADLINE)
         try:
@@ -294,11 +307,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", action="append", choices=SCENARIOS)
     parser.add_argument("--protocol", action="append", choices=sorted(CALLERS))
     parser.add_argument("--workers", type=int, default=1)
+    chaos_billing.add_arguments(parser)
     args = parser.parse_args(argv)
+    chosen = args.scenario or list(SCENARIOS)
+    per_protocol = [name for name in chosen if name != "billing"]
     figures: list[Figures] = []
-    for protocol in args.protocol or sorted(CALLERS):
-        figures += asyncio.run(run(args.scale, args.scenario or list(SCENARIOS), args.workers, protocol))
+    for protocol in (args.protocol or sorted(CALLERS)) if per_protocol else []:
+        figures += asyncio.run(run(args.scale, per_protocol, args.workers, protocol))
+    if "billing" in chosen:
+        plan = chaos_billing.plan_from(args)
+        figures += asyncio.run(run(args.scale, ["billing"], args.workers, billing=plan))
     report(figures)
+    for f in figures:
+        if isinstance(f, chaos_billing.BillingFigures):
+            print(f"{f.name}:\n{f.summary()}")
     return 0 if all(f.ok for f in figures) else 1
 
 
