@@ -49,7 +49,9 @@ class Plan:
     flap_seconds: float = 8.0
     kills: int = 3
     dispatchers: int = 2
-    drain_seconds: float = 120.0  # the bound on waiting for the outbox to empty afterwards
+    # The bound on waiting for the outbox to empty once the receiver is healthy: an event that
+    # failed often waits out a backoff window of up to ten minutes (db/outbox.py), by design.
+    drain_seconds: float = 660.0
 
     @classmethod
     def scaled(cls, scale: float) -> "Plan":
@@ -65,6 +67,7 @@ class BillingFigures(Figures):
     deliveries_seen: int = 0  # requests the receiver got, repeats included
     ids_seen: int = 0  # event ids the receiver saw at least once
     applied: int = 0  # event ids the receiver applied (once each)
+    repeats: int = 0  # deliveries of an id already applied: acknowledged, not applied again
     double_applied: int = 0  # payments applied under more than one event id
     unapplied: int = 0  # acknowledged credits with no applied event of their amount
     bad_signatures: int = 0
@@ -89,6 +92,7 @@ class BillingFigures(Figures):
             ("deliveries seen by receiver", self.deliveries_seen),
             ("ids seen at least once", self.ids_seen),
             ("applied once", self.applied),
+            ("repeats of an applied id (acknowledged only)", self.repeats),
             ("double-applied (must be 0)", self.double_applied),
             ("lost: acknowledged, not applied (must be 0)", self.unapplied),
             ("bad signatures (must be 0)", self.bad_signatures),
@@ -183,20 +187,27 @@ async def load(
     return {txn: parse_amount(pays[txn][1]) for txn in acknowledged}
 
 
-async def weather(receiver: Receiver, plan: Plan, flapping: asyncio.Event) -> None:
-    """Down (connections refused, then 503), flapping, then healthy."""
+async def weather(receiver: Receiver, plan: Plan, flapping: asyncio.Event, killed: asyncio.Event) -> float:
+    """Down (connections refused, then 503), flapping until the kills are done, then healthy
+    from the (monotonic) time it returns."""
     await asyncio.sleep(plan.down_seconds / 2)
     receiver.weather = "unavailable"
     await receiver.open()
     await asyncio.sleep(plan.down_seconds / 2)
     receiver.weather = "flapping"
     flapping.set()
-    await asyncio.sleep(plan.flap_seconds)
+    await asyncio.gather(asyncio.sleep(plan.flap_seconds), killed.wait())
     receiver.weather = "healthy"
+    return time.monotonic()
 
 
 async def killer(
-    receiver: Receiver, dispatchers: Dispatchers, plan: Plan, flapping: asyncio.Event, figures: BillingFigures
+    receiver: Receiver,
+    dispatchers: Dispatchers,
+    plan: Plan,
+    flapping: asyncio.Event,
+    killed: asyncio.Event,
+    figures: BillingFigures,
 ) -> None:
     """`plan.kills` times over the flap, SIGKILLs the dispatcher whose delivery the receiver has
     just begun to answer slowly (applied, not answered yet), and restarts it meanwhile."""
@@ -208,7 +219,7 @@ async def killer(
         while not receiver.stalling.empty():  # stalls that began earlier may be over by now
             receiver.stalling.get_nowait()
         try:
-            slot = await asyncio.wait_for(receiver.stalling.get(), 5)
+            slot = await asyncio.wait_for(receiver.stalling.get(), 30)
         except TimeoutError:
             slot = random.randrange(plan.dispatchers)
         if slot in receiver.busy():
@@ -216,15 +227,20 @@ async def killer(
         restarts.append(asyncio.create_task(dispatchers.kill_and_restart(slot)))
         figures.kills += 1
         await asyncio.sleep(0)  # the kill itself happens now, before the next one is chosen
+    killed.set()
     await asyncio.gather(*restarts)
 
 
 async def outbox_state(dsn: str) -> Counter[str]:
-    """Outbox events per state."""
+    """Outbox events per state, and under "attempts" the most attempts one event took."""
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT state, count(*) AS n FROM outbox_events GROUP BY state")
-        return Counter({r["state"]: int(r["n"]) for r in rows})
+        rows = await conn.fetch(
+            "SELECT state, count(*) AS n, max(attempts) AS most FROM outbox_events GROUP BY state"
+        )
+        found = Counter({r["state"]: int(r["n"]) for r in rows})
+        found["attempts"] = max((int(r["most"]) for r in rows), default=0)
+        return found
     finally:
         await conn.close()
 
@@ -269,8 +285,7 @@ def compare(figures: BillingFigures, receiver: Receiver, credits: dict[str, int]
     figures.double_applied = sum(1 for n in applied.values() if n > 1)
     amounts = {d["data"]["provider_txn"]: d["data"]["amount_minor"] for d in receiver.applied.values()}
     figures.unapplied = sum(1 for txn, amount in credits.items() if amounts.get(txn) != amount)
-    repeats = sum(1 for n in receiver.seen.values() if n > 1)
-    figures.notes.append(f"{repeats} ids delivered more than once (acknowledged again, not applied)")
+    figures.repeats = receiver.repeats
     figures.notes.append(f"receiver answers: {dict(sorted(receiver.answers.items()))}")
 
 
@@ -282,17 +297,16 @@ async def play(
     dispatchers = Dispatchers(database.dsn, receiver, secret, plan.dispatchers)
     try:
         await dispatchers.start()
-        flapping = asyncio.Event()
+        flapping, killed = asyncio.Event(), asyncio.Event()
         started = time.monotonic()
-        credits, *_ = await asyncio.gather(
+        credits, healthy_at, _ = await asyncio.gather(
             load(server, database.dsn, codes, plan, figures),
-            weather(receiver, plan, flapping),
-            killer(receiver, dispatchers, plan, flapping, figures),
+            weather(receiver, plan, flapping, killed),
+            killer(receiver, dispatchers, plan, flapping, killed, figures),
         )
-        healed = plan.down_seconds + plan.flap_seconds
         if await drained(database.dsn, plan.drain_seconds):
-            after = time.monotonic() - started - healed
-            figures.notes.append(f"receiver healthy {healed:g}s in, outbox empty {after:.1f}s later")
+            healed, after = healthy_at - started, time.monotonic() - healthy_at
+            figures.notes.append(f"receiver healthy {healed:.1f}s in, outbox empty {after:.1f}s later")
         else:
             figures.notes.append(f"outbox not empty {plan.drain_seconds:g}s after the receiver healed")
     finally:
@@ -300,7 +314,8 @@ async def play(
         await receiver.close()
     states = await outbox_state(database.dsn)
     figures.delivered = states["delivered"]
-    figures.notes.append(f"outbox events by state: {dict(states)}")
+    most = states.pop("attempts")
+    figures.notes.append(f"outbox events by state: {dict(states)}; at most {most} attempts for one")
     figures.pending_after, figures.lag_after = await scrape_outbox(server)
     figures.audit_violations = await asyncio.to_thread(tolem_audit, database.dsn)
     compare(figures, receiver, credits)
@@ -349,6 +364,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--billing-down", type=float, default=Plan.down_seconds, help="seconds the receiver is down"
     )
     group.add_argument("--billing-flap", type=float, default=Plan.flap_seconds, help="seconds it flaps")
+    group.add_argument(
+        "--billing-drain", type=float, default=Plan.drain_seconds, help="seconds to wait for an empty outbox"
+    )
 
 
 def plan_from(args: argparse.Namespace) -> Plan:
@@ -359,4 +377,5 @@ def plan_from(args: argparse.Namespace) -> Plan:
         flap_seconds=args.billing_flap,
         kills=args.billing_kills,
         dispatchers=args.billing_dispatchers,
+        drain_seconds=args.billing_drain,
     )

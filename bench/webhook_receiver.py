@@ -39,6 +39,7 @@ class Receiver:
         self.seen: Counter[str] = Counter()
         self.deliveries = 0
         self.bad_signatures = 0
+        self.repeats = 0  # deliveries of an id already applied
         self.answers: Counter[str] = Counter()
         self._answering: dict[int, tuple[int, web.Request]] = {}  # by id(request): slot, request
         self.stalling: asyncio.Queue[int] = asyncio.Queue()  # slots as their slow answers begin
@@ -92,7 +93,10 @@ class Receiver:
         if roll < FLAP_ERRORS:
             return 500
         # A repeat of an applied id is acknowledged, not applied again.
-        self.applied.setdefault(event_id, document)
+        if event_id in self.applied:
+            self.repeats += 1
+        else:
+            self.applied[event_id] = document
         if roll < FLAP_ERRORS + FLAP_SLOW:
             self.answers["slow"] += 1
             self.stalling.put_nowait(slot)

@@ -57,8 +57,8 @@ async def test_billing_applies_each_acknowledged_credit_once() -> None:
     assert isinstance(figures, BillingFigures)
     assert figures.acknowledged == figures.credits == figures.delivered == 300, figures
     assert figures.ids_seen == figures.applied == 300, figures
-    assert figures.deliveries_seen > figures.delivered, "no delivery failed: nothing was proved"
-    assert figures.kills == 2 and figures.kills_mid_delivery >= 1, figures
+    assert figures.deliveries_seen > figures.delivered and figures.repeats > 0, figures
+    assert figures.kills == figures.kills_mid_delivery == 2, figures
     billing_zeros = (
         figures.double_applied,
         figures.unapplied,
