@@ -231,26 +231,24 @@ async def killer(
     await asyncio.gather(*restarts)
 
 
-async def outbox_state(dsn: str) -> Counter[str]:
-    """Outbox events per state, and under "attempts" the most attempts one event took."""
+async def outbox_state(dsn: str) -> tuple[Counter[str], int]:
+    """Outbox events per state, and the most attempts one event took."""
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
             "SELECT state, count(*) AS n, max(attempts) AS most FROM outbox_events GROUP BY state"
         )
-        found = Counter({r["state"]: int(r["n"]) for r in rows})
-        found["attempts"] = max((int(r["most"]) for r in rows), default=0)
-        return found
     finally:
         await conn.close()
+    return Counter({r["state"]: int(r["n"]) for r in rows}), max((int(r["most"]) for r in rows), default=0)
 
 
 async def drained(dsn: str, seconds: float) -> bool:
     """Waits until no event is pending, at most `seconds`; whether it got there."""
     deadline = time.monotonic() + seconds
-    while (await outbox_state(dsn))["pending"] and time.monotonic() < deadline:
+    while (await outbox_state(dsn))[0]["pending"] and time.monotonic() < deadline:
         await asyncio.sleep(0.25)
-    return not (await outbox_state(dsn))["pending"]
+    return not (await outbox_state(dsn))[0]["pending"]
 
 
 async def scrape_outbox(server: Server) -> tuple[int, float]:
@@ -312,9 +310,8 @@ async def play(
     finally:
         dispatchers.stop()
         await receiver.close()
-    states = await outbox_state(database.dsn)
+    states, most = await outbox_state(database.dsn)
     figures.delivered = states["delivered"]
-    most = states.pop("attempts")
     figures.notes.append(f"outbox events by state: {dict(states)}; at most {most} attempts for one")
     figures.pending_after, figures.lag_after = await scrape_outbox(server)
     figures.audit_violations = await asyncio.to_thread(tolem_audit, database.dsn)
