@@ -1,9 +1,9 @@
 """Chaos runs beyond one machine: through PgBouncer, across two instances behind HAProxy, and
 through the failover of a PostgreSQL primary to its synchronous standby.
 
-The aggregators, the scenarios and the ledger's verdict are bench/chaos.py's; this module only
-builds the topology around them (bench/topology.py) and adds the failover scenario, which
-needs a standby.
+The aggregators (bench/aggregators.py), the scenarios (bench/chaos.py) and the ledger's verdict
+(bench/verdict.py) are shared with the single-machine runs; this module only builds the
+topology around them (bench/topology.py) and adds the failover scenario, which needs a standby.
 
     python -m bench.deployment                            # all three, every protocol
     python -m bench.deployment --scale 0.1 --protocol osmp    # what the test suite runs
@@ -21,25 +21,13 @@ from typing import Final
 
 import aiohttp
 
+from bench.aggregators import CALLERS, OK, RETRY, Answer, caller, txn_ids
 from bench.balancer import Balancer, OneOfMany, wait_until_balanced
-from bench.chaos import (
-    CALLERS,
-    DEADLINE,
-    OK,
-    RETRY,
-    Answer,
-    Figures,
-    caller,
-    play,
-    prepare,
-    report,
-    resend_until_answered,
-    settle,
-    txn_ids,
-)
+from bench.chaos import DEADLINE, play, prepare
 from bench.harness import CLUSTER_OPTIONS, Database, Server
 from bench.pgbouncer import PgBouncer
 from bench.standby import kill_cluster, promote, remove_cluster, start_standby
+from bench.verdict import Figures, report, resend_until_answered, settle
 
 # What tolem needs to know about PgBouncer in front of it (README, docs/deployment.md).
 POOLER: Final = {"TOLEM_DATABASE_POOLER": "pgbouncer"}

@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -20,6 +21,17 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from exc
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from exc
+    # An infinite lease would never let a killed process's events be taken over.
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
     return value
 
 
@@ -45,7 +57,14 @@ async def cmd_deliver(args: argparse.Namespace, settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     with contextlib.suppress(KeyboardInterrupt):
-        await dispatcher.run(settings, stop, sink=sink, batch=args.batch, concurrency=args.concurrency)
+        await dispatcher.run(
+            settings,
+            stop,
+            sink=sink,
+            batch=args.batch,
+            concurrency=args.concurrency,
+            lease_seconds=args.lease_seconds,
+        )
     return 0
 
 
@@ -126,6 +145,14 @@ def register(commands: Commands, common: Parser) -> None:
     deliver.add_argument("--batch", type=_positive, default=50, help="events claimed per round (default 50)")
     deliver.add_argument(
         "--concurrency", type=_positive, default=8, help="deliveries in flight at once (default 8)"
+    )
+    deliver.add_argument(
+        "--lease-seconds",
+        type=_seconds,
+        default=120.0,
+        metavar="N",
+        help="how long an attempt may take before another dispatcher may take the event over, "
+        "as after this one was killed (default 120); keep it above TOLEM_BILLING_TIMEOUT",
     )
     deliver.add_argument(
         "--metrics-port",
