@@ -3,10 +3,13 @@ an operator reads the pages in the one chosen, or the browser's."""
 
 import re
 from pathlib import Path
+from typing import get_args
 
 from tests.console.conftest import Console
+from tolem.billing.sink import EventType
 from tolem.console import i18n
-from tolem.console.panels import PAGES
+from tolem.console.panels import ACCOUNT_PANELS, PAGES
+from tolem.db import outbox as outbox_db
 from tolem.db import reconcile as reconcile_db
 from tolem.db.operators import Action, Role
 
@@ -34,7 +37,9 @@ def used_keys() -> set[str]:
     keys |= {f"role_{r}" for r in Role}
     keys |= {f"action_{a}" for a in Action}
     keys |= {f"kind_{k}" for k in reconcile_db.KINDS}
-    keys |= {page.title for page in PAGES}
+    keys |= {f"outbox_{s}" for s in outbox_db.STATES}
+    keys |= {f"event_{e}" for e in get_args(EventType)}
+    keys |= {page.title for page in PAGES} | {panel.title for panel in ACCOUNT_PANELS}
     return keys
 
 

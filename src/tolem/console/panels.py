@@ -13,6 +13,7 @@ from typing import Any, Final
 import asyncpg
 
 from tolem.db import console as console_db
+from tolem.db import outbox as outbox_db
 from tolem.db import providers as provider_db
 from tolem.db import reconcile as reconcile_db
 from tolem.db.accounts import AccountView
@@ -100,17 +101,25 @@ async def _discrepancies(conn: asyncpg.Connection, _settings: Settings) -> Mappi
     }
 
 
-# ----------------------------------------------------------------------------------------------
-# THE PLACE TO ADD TO.
-#
-# Outbox delivery state (billing events and their delivery to the billing system) belongs on
-# the account page: one AccountPanel whose `load` reads the account's events and attempts,
-# e.g. AccountPanel("outbox", "panel_outbox", "panels/outbox.html", outbox_panel).
-#
-# Add the title keys to all three tables in tolem.console.messages (a test checks that they match).
-# ----------------------------------------------------------------------------------------------
+# Enough to see the latest payments reach the cabinet; older ones are in `tolem events`.
+BILLING_EVENTS_SHOWN: Final = 20
 
-ACCOUNT_PANELS: Final[tuple[AccountPanel, ...]] = ()
+
+async def _billing(conn: asyncpg.Connection, account: AccountView, settings: Settings) -> Mapping[str, Any]:
+    return {
+        "events": await outbox_db.account_events(conn, account.id, limit=BILLING_EVENTS_SHOWN),
+        # Without a sink nothing is pushed, and events stay pending while the billing reads them
+        # from the pull feed; support has to know which of the two it is looking at.
+        "pushed": settings.billing_sink != "none",
+        "shown": BILLING_EVENTS_SHOWN,
+    }
+
+
+# Another part of tolem adds its section here, its title key to all three tables in
+# tolem.console.messages (a test checks that they match) and its template under panels/.
+ACCOUNT_PANELS: Final[tuple[AccountPanel, ...]] = (
+    AccountPanel("billing", "panel_billing", "panels/billing.html", _billing),
+)
 
 PAGES: Final[tuple[Page, ...]] = (
     Page("providers", "nav_providers", "providers.html", _providers),

@@ -268,6 +268,71 @@ async def retry_dead(source: Any) -> int:
     return len(rows)
 
 
+# An account's events, reached through its payments: outbox_events has no index on account_id
+# for every state (only for pending ones), while payments (account_id, created_at) and the
+# events' unique (payment_id, type) are indexed, so this reads only the account's own rows.
+_ACCOUNT_EVENTS: Final = """
+SELECT e.id, e.type, e.state, e.attempts, e.amount_minor, e.currency, py.payment_code,
+       pr.name AS provider, p.external_id AS provider_txn, e.created_at, e.queued_at,
+       e.next_attempt_at, e.delivered_at, e.last_error, e.remote_ref, e.sink
+  FROM payments p
+  JOIN outbox_events e ON e.payment_id = p.id
+  JOIN payers py ON py.id = e.payer_id
+  JOIN providers pr ON pr.id = p.provider_id
+ WHERE p.account_id = $1
+ ORDER BY e.position DESC
+ LIMIT $2
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEvent:
+    """An account's event as support reads it: where its delivery stands, the code masked."""
+
+    id: UUID
+    type: str
+    state: State
+    attempts: int
+    amount_minor: int
+    currency: str
+    code_masked: str
+    provider: str
+    provider_txn: str
+    created_at: datetime
+    queued_at: datetime
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    last_error: str | None
+    remote_ref: str | None
+    sink: str | None
+
+
+async def account_events(source: Any, account_id: int, *, limit: int) -> list[AccountEvent]:
+    """The account's newest `limit` events, newest first."""
+    rows = await source.fetch(_ACCOUNT_EVENTS, account_id, limit)
+    return [
+        AccountEvent(
+            id=r["id"],
+            type=r["type"],
+            state=r["state"],
+            attempts=r["attempts"],
+            amount_minor=r["amount_minor"],
+            currency=r["currency"].strip(),
+            code_masked=mask(r["payment_code"]) or "",
+            provider=r["provider"],
+            provider_txn=r["provider_txn"],
+            created_at=r["created_at"],
+            queued_at=r["queued_at"],
+            next_attempt_at=r["next_attempt_at"],
+            delivered_at=r["delivered_at"],
+            last_error=r["last_error"],
+            remote_ref=r["remote_ref"],
+            sink=r["sink"],
+        )
+        for r in rows
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class Backlog:
     """What operators watch: pending events and the age of the oldest."""
