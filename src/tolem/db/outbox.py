@@ -88,8 +88,12 @@ UPDATE outbox_events
    SET state = $3, next_attempt_at = NULL, lease_until = NULL, last_error = $4
  WHERE position = $1 AND attempts = $2 AND state = 'pending'
 """
+# What operators see of an event beside its payload: where its delivery stands.
+_LISTED_COLUMNS: Final = (
+    f"{_EVENT_COLUMNS}, e.state, e.last_error, e.next_attempt_at, e.delivered_at, e.sink, e.queued_at"
+)
 _LIST: Final = f"""
-SELECT {_EVENT_COLUMNS}, e.state, e.last_error, e.next_attempt_at, e.delivered_at, e.sink
+SELECT {_LISTED_COLUMNS}
   FROM outbox_events e {_EVENT_JOINS}
  WHERE ($1::text IS NULL OR e.state = $1)
  ORDER BY e.position DESC
@@ -134,6 +138,8 @@ class Listed:
     delivered_at: datetime | None
     sink: str | None
     created_at: datetime
+    queued_at: datetime
+    remote_ref: str | None
 
 
 # Not delivered, and not leased to a dispatcher right now.
@@ -224,31 +230,33 @@ async def save_ref(source: Any, position: int, attempt: int, ref: str) -> None:
         raise LeaseLost(f"outbox event at position {position} was taken over")
 
 
+def _listed(r: Any) -> Listed:
+    return Listed(
+        id=r["id"],
+        position=r["position"],
+        type=r["type"],
+        state=r["state"],
+        payment_id=r["payment_id"],
+        account_id=r["account_id"],
+        code_masked=mask(r["payment_code"]) or "",
+        provider=r["provider"],
+        provider_txn=r["provider_txn"],
+        amount_minor=r["amount_minor"],
+        currency=r["currency"].strip(),
+        attempts=r["attempts"],
+        last_error=r["last_error"],
+        next_attempt_at=r["next_attempt_at"],
+        delivered_at=r["delivered_at"],
+        sink=r["sink"],
+        created_at=r["created_at"],
+        queued_at=r["queued_at"],
+        remote_ref=r["remote_ref"],
+    )
+
+
 async def list_events(source: Any, *, state: State | None = None, limit: int = 50) -> list[Listed]:
     """Events, newest first, optionally of one state."""
-    rows = await source.fetch(_LIST, state, limit)
-    return [
-        Listed(
-            id=r["id"],
-            position=r["position"],
-            type=r["type"],
-            state=r["state"],
-            payment_id=r["payment_id"],
-            account_id=r["account_id"],
-            code_masked=mask(r["payment_code"]) or "",
-            provider=r["provider"],
-            provider_txn=r["provider_txn"],
-            amount_minor=r["amount_minor"],
-            currency=r["currency"].strip(),
-            attempts=r["attempts"],
-            last_error=r["last_error"],
-            next_attempt_at=r["next_attempt_at"],
-            delivered_at=r["delivered_at"],
-            sink=r["sink"],
-            created_at=r["created_at"],
-        )
-        for r in rows
-    ]
+    return [_listed(r) for r in await source.fetch(_LIST, state, limit)]
 
 
 async def retry(source: Any, event_id: UUID) -> None:
@@ -271,66 +279,19 @@ async def retry_dead(source: Any) -> int:
 # An account's events, reached through its payments: outbox_events has no index on account_id
 # for every state (only for pending ones), while payments (account_id, created_at) and the
 # events' unique (payment_id, type) are indexed, so this reads only the account's own rows.
-_ACCOUNT_EVENTS: Final = """
-SELECT e.id, e.type, e.state, e.attempts, e.amount_minor, e.currency, py.payment_code,
-       pr.name AS provider, p.external_id AS provider_txn, e.created_at, e.queued_at,
-       e.next_attempt_at, e.delivered_at, e.last_error, e.remote_ref, e.sink
-  FROM payments p
-  JOIN outbox_events e ON e.payment_id = p.id
-  JOIN payers py ON py.id = e.payer_id
-  JOIN providers pr ON pr.id = p.provider_id
- WHERE p.account_id = $1
+_ACCOUNT_EVENTS: Final = f"""
+SELECT {_LISTED_COLUMNS}
+  FROM payments mine
+  JOIN outbox_events e ON e.payment_id = mine.id {_EVENT_JOINS}
+ WHERE mine.account_id = $1
  ORDER BY e.position DESC
  LIMIT $2
 """
 
 
-@dataclass(frozen=True, slots=True)
-class AccountEvent:
-    """An account's event as support reads it: where its delivery stands, the code masked."""
-
-    id: UUID
-    type: str
-    state: State
-    attempts: int
-    amount_minor: int
-    currency: str
-    code_masked: str
-    provider: str
-    provider_txn: str
-    created_at: datetime
-    queued_at: datetime
-    next_attempt_at: datetime | None
-    delivered_at: datetime | None
-    last_error: str | None
-    remote_ref: str | None
-    sink: str | None
-
-
-async def account_events(source: Any, account_id: int, *, limit: int) -> list[AccountEvent]:
+async def account_events(source: Any, account_id: int, *, limit: int) -> list[Listed]:
     """The account's newest `limit` events, newest first."""
-    rows = await source.fetch(_ACCOUNT_EVENTS, account_id, limit)
-    return [
-        AccountEvent(
-            id=r["id"],
-            type=r["type"],
-            state=r["state"],
-            attempts=r["attempts"],
-            amount_minor=r["amount_minor"],
-            currency=r["currency"].strip(),
-            code_masked=mask(r["payment_code"]) or "",
-            provider=r["provider"],
-            provider_txn=r["provider_txn"],
-            created_at=r["created_at"],
-            queued_at=r["queued_at"],
-            next_attempt_at=r["next_attempt_at"],
-            delivered_at=r["delivered_at"],
-            last_error=r["last_error"],
-            remote_ref=r["remote_ref"],
-            sink=r["sink"],
-        )
-        for r in rows
-    ]
+    return [_listed(r) for r in await source.fetch(_ACCOUNT_EVENTS, account_id, limit)]
 
 
 @dataclass(frozen=True, slots=True)
