@@ -202,7 +202,23 @@ class TestFailures:
         _, code = await factory.account()
         await service.pay(provider, PayCommand("1", code, 1_00))
         sink = StandIn(answer=lambda _e, _c: Retry("receiver down"))
-        await run_until(Dispatcher(pool, sink, give_up_hours=1 / 3600, poll_seconds=0.05), seconds=3.5)
+        # Full jitter may place the first failure after the window anywhere up to a few seconds
+        # in: run until the event is dead (or long past when it must be), not for a fixed time.
+        dead: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def watch() -> None:
+            while True:
+                if (await events(pool))[0]["state"] == "dead":
+                    dead.set_result(None)
+                    return
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            dispatcher = Dispatcher(pool, sink, give_up_hours=1 / 3600, poll_seconds=0.05)
+            await run_until(dispatcher, dead, seconds=20)
+        finally:
+            watcher.cancel()
         [event] = await events(pool)
         assert (event["state"], event["last_error"], event["next_attempt_at"]) == (
             "dead",
